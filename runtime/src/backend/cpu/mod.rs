@@ -1,0 +1,184 @@
+//! The CPU backend: buffers in host memory, weights read in place from their (mapped)
+//! storage, kernels from `iris_kernels::cpu`.
+
+mod ops;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::backend::{Backend, Operand};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::graph::Op;
+use crate::layout::Shape;
+use crate::storage::AlignedBuffer;
+use crate::tensor::Tensor;
+
+enum CpuBuffer {
+    Owned(AlignedBuffer),
+    /// A weight read in place; kernels never write to it.
+    Weight(Tensor),
+}
+
+impl CpuBuffer {
+    fn base_ptr(&self) -> *mut u8 {
+        match self {
+            CpuBuffer::Owned(buf) => buf.as_mut_ptr(),
+            CpuBuffer::Weight(t) => t.data_ptr() as *mut u8,
+        }
+    }
+}
+
+/// A byte range of a CPU buffer. Holds the buffer alive.
+#[derive(Clone)]
+pub struct CpuSlot {
+    buffer: Arc<CpuBuffer>,
+    offset: usize,
+    len: usize,
+}
+
+impl std::fmt::Debug for CpuSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match *self.buffer {
+            CpuBuffer::Owned(_) => "owned",
+            CpuBuffer::Weight(_) => "weight",
+        };
+        write!(
+            f,
+            "CpuSlot({kind}, {}..{})",
+            self.offset,
+            self.offset + self.len
+        )
+    }
+}
+
+impl CpuSlot {
+    fn ptr(&self) -> *mut u8 {
+        // SAFETY: offset + len lies inside the buffer (checked in `sub_slot` and at creation).
+        unsafe { self.buffer.base_ptr().add(self.offset) }
+    }
+}
+
+#[derive(Default)]
+pub struct CpuBackend {
+    states: HashMap<String, (CpuSlot, DType, Shape)>,
+}
+
+impl CpuBackend {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn owned_slot(buf: AlignedBuffer) -> CpuSlot {
+    let len = buf.len();
+    CpuSlot {
+        buffer: Arc::new(CpuBuffer::Owned(buf)),
+        offset: 0,
+        len,
+    }
+}
+
+impl Backend for CpuBackend {
+    type Slot = CpuSlot;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn alloc(&mut self, bytes: usize) -> Result<CpuSlot> {
+        Ok(owned_slot(AlignedBuffer::zeroed(bytes)))
+    }
+
+    fn sub_slot(&self, slot: &CpuSlot, offset: usize, len: usize) -> CpuSlot {
+        assert!(
+            offset + len <= slot.len,
+            "sub-slot {offset}+{len} outside a slot of {} bytes",
+            slot.len
+        );
+        CpuSlot {
+            buffer: slot.buffer.clone(),
+            offset: slot.offset + offset,
+            len,
+        }
+    }
+
+    fn weight(&mut self, tensor: &Tensor) -> Result<CpuSlot> {
+        let aligned = (tensor.data_ptr() as usize).is_multiple_of(tensor.dtype().size_in_bytes());
+        if tensor.is_contiguous() && aligned {
+            let len = tensor.numel() * tensor.dtype().size_in_bytes();
+            return Ok(CpuSlot {
+                buffer: Arc::new(CpuBuffer::Weight(tensor.clone())),
+                offset: 0,
+                len,
+            });
+        }
+        // Strided or misaligned (a safetensors offset not a multiple of the element size):
+        // one aligned copy now, so kernels can read typed slices.
+        let contiguous = tensor.contiguous();
+        Ok(owned_slot(AlignedBuffer::from_bytes(
+            contiguous.contiguous_bytes()?,
+        )))
+    }
+
+    fn state(&mut self, name: &str, dtype: DType, shape: &Shape) -> Result<CpuSlot> {
+        if let Some((slot, d, s)) = self.states.get(name) {
+            if *d != dtype || s != shape {
+                return Err(Error::InvalidShape(format!(
+                    "state `{name}` exists as {d} {s}, requested as {dtype} {shape}"
+                )));
+            }
+            return Ok(slot.clone());
+        }
+        let slot = owned_slot(AlignedBuffer::zeroed(shape.numel() * dtype.size_in_bytes()));
+        self.states
+            .insert(name.to_string(), (slot.clone(), dtype, shape.clone()));
+        Ok(slot)
+    }
+
+    fn write(&mut self, slot: &CpuSlot, data: &Tensor) -> Result<()> {
+        let bytes = data.contiguous();
+        let bytes = bytes.contiguous_bytes()?;
+        if bytes.len() != slot.len {
+            return Err(Error::InvalidShape(format!(
+                "writing {} bytes into a slot of {}",
+                bytes.len(),
+                slot.len
+            )));
+        }
+        if let CpuBuffer::Weight(_) = *slot.buffer {
+            return Err(Error::InvalidShape("weights are read-only".into()));
+        }
+        // SAFETY: the slot is `len` bytes of an owned buffer (checked above) and no kernel
+        // runs while inputs are written.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), slot.ptr(), bytes.len()) };
+        Ok(())
+    }
+
+    fn read(&mut self, slot: &CpuSlot, dtype: DType, shape: &Shape) -> Result<Tensor> {
+        let len = shape.numel() * dtype.size_in_bytes();
+        if len != slot.len {
+            return Err(Error::InvalidShape(format!(
+                "reading {len} bytes from a slot of {}",
+                slot.len
+            )));
+        }
+        // SAFETY: the slot covers `len` valid bytes and no kernel is writing while we read.
+        let bytes = unsafe { std::slice::from_raw_parts(slot.ptr(), len) };
+        let buf = AlignedBuffer::from_bytes(bytes);
+        Tensor::from_storage(
+            Arc::new(crate::storage::CpuStorage::Owned(buf)),
+            crate::layout::Layout::contiguous(shape.clone()),
+            dtype,
+        )
+    }
+
+    fn execute(
+        &mut self,
+        op: &Op,
+        inputs: &[Operand<CpuSlot>],
+        output: &Operand<CpuSlot>,
+    ) -> Result<()> {
+        ops::execute(op, inputs, output)
+    }
+}

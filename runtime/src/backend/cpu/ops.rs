@@ -1,0 +1,405 @@
+//! One op on the CPU: turns operand slots into typed slices and calls the kernel.
+//! The kernels are `iris_kernels::cpu::reference` today; faster variants plug in here.
+
+use half::{bf16, f16};
+use iris_kernels::cpu::reference as kernel;
+use iris_kernels::cpu::reference::{AttentionParams, Conv2dParams, KvStrides};
+use iris_kernels::WeightSlice;
+
+use super::CpuSlot;
+use crate::backend::Operand;
+use crate::dtype::{DType, Element};
+use crate::error::{Error, Result};
+use crate::graph::{GeluKind, Op};
+
+type CpuOperand = Operand<CpuSlot>;
+
+fn check_view<T: Element>(o: &CpuOperand) -> Result<usize> {
+    if o.dtype != T::DTYPE {
+        return Err(Error::DTypeMismatch {
+            name: format!("{:?}", o.slot),
+            expected: T::DTYPE,
+            found: o.dtype,
+        });
+    }
+    let n = o.shape.numel();
+    if n * std::mem::size_of::<T>() != o.slot.len
+        || !(o.slot.ptr() as usize).is_multiple_of(std::mem::align_of::<T>())
+    {
+        return Err(Error::InvalidShape(format!(
+            "slot {:?} does not hold {} x {}",
+            o.slot,
+            o.shape,
+            T::DTYPE
+        )));
+    }
+    Ok(n)
+}
+
+/// Elements of an operand.
+///
+/// SAFETY (callers): no mutable view of an overlapping range may be alive. The planner
+/// never lets an op's output overlap its inputs, so views of one op's operands are disjoint.
+unsafe fn view<T: Element>(o: &CpuOperand) -> Result<&[T]> {
+    let n = check_view::<T>(o)?;
+    // SAFETY: type, size and alignment checked above; liveness by the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(o.slot.ptr() as *const T, n) })
+}
+
+/// Mutable elements of an operand. Same contract as [`view`]; never a weight.
+#[allow(clippy::mut_from_ref)]
+unsafe fn view_mut<T: Element>(o: &CpuOperand) -> Result<&mut [T]> {
+    if let super::CpuBuffer::Weight(_) = *o.slot.buffer {
+        return Err(Error::InvalidShape(
+            "a kernel may not write a weight".into(),
+        ));
+    }
+    let n = check_view::<T>(o)?;
+    // SAFETY: as `view`, plus the buffer is owned (not a mapped weight).
+    Ok(unsafe { std::slice::from_raw_parts_mut(o.slot.ptr() as *mut T, n) })
+}
+
+/// A float operand as the weight type kernels read directly.
+unsafe fn weight_view(o: &CpuOperand) -> Result<WeightSlice<'_>> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        Ok(match o.dtype {
+            DType::F32 => WeightSlice::F32(view::<f32>(o)?),
+            DType::F16 => WeightSlice::F16(view::<f16>(o)?),
+            DType::BF16 => WeightSlice::BF16(view::<bf16>(o)?),
+            other => {
+                return Err(Error::Unsupported {
+                    backend: "cpu",
+                    what: format!("{other} weights"),
+                })
+            }
+        })
+    }
+}
+
+fn dims(o: &CpuOperand) -> &[usize] {
+    o.shape.dims()
+}
+
+pub(super) fn execute(op: &Op, inputs: &[CpuOperand], output: &CpuOperand) -> Result<()> {
+    // SAFETY: every slice below views one operand of this op; the output is disjoint from
+    // the inputs (planner), and the KV caches of CachedAttention are state buffers that no
+    // other operand of the op aliases.
+    unsafe {
+        match op {
+            Op::MatMul { has_bias } => {
+                let x = view::<f32>(&inputs[0])?;
+                let w = weight_view(&inputs[1])?;
+                let bias = if *has_bias {
+                    Some(weight_view(&inputs[2])?)
+                } else {
+                    None
+                };
+                let (n, k) = (dims(&inputs[1])[0], dims(&inputs[1])[1]);
+                kernel::matmul(x, w, bias, x.len() / k.max(1), n, k, view_mut(output)?);
+            }
+            Op::Add => kernel::add(view(&inputs[0])?, view(&inputs[1])?, view_mut(output)?),
+            Op::Mul => kernel::mul(view(&inputs[0])?, view(&inputs[1])?, view_mut(output)?),
+            Op::Scale { factor } => kernel::scale(view(&inputs[0])?, *factor, view_mut(output)?),
+            Op::RmsNorm { eps } => {
+                let dim = inputs[0].shape.last();
+                kernel::rms_norm(
+                    view(&inputs[0])?,
+                    weight_view(&inputs[1])?,
+                    *eps,
+                    dim,
+                    view_mut(output)?,
+                );
+            }
+            Op::LayerNorm { eps, has_bias } => {
+                let dim = inputs[0].shape.last();
+                let bias = if *has_bias {
+                    Some(weight_view(&inputs[2])?)
+                } else {
+                    None
+                };
+                kernel::layer_norm(
+                    view(&inputs[0])?,
+                    weight_view(&inputs[1])?,
+                    bias,
+                    *eps,
+                    dim,
+                    view_mut(output)?,
+                );
+            }
+            Op::Softmax => {
+                kernel::softmax(view(&inputs[0])?, inputs[0].shape.last(), view_mut(output)?)
+            }
+            Op::Rope { inv_freq } => {
+                let d = dims(&inputs[0]);
+                kernel::rope(
+                    view(&inputs[0])?,
+                    view(&inputs[1])?,
+                    d[2],
+                    d[3],
+                    inv_freq,
+                    view_mut(output)?,
+                );
+            }
+            Op::Attention {
+                causal,
+                scale,
+                has_mask,
+            } => {
+                let (q, k) = (dims(&inputs[0]), dims(&inputs[1]));
+                let params = AttentionParams {
+                    batch: q[0],
+                    q_len: q[1],
+                    kv_len: k[1],
+                    n_heads: q[2],
+                    n_kv_heads: k[2],
+                    head_dim: q[3],
+                    scale: *scale,
+                    causal: *causal,
+                };
+                let mask = if *has_mask {
+                    Some(view::<f32>(&inputs[3])?)
+                } else {
+                    None
+                };
+                let strides = KvStrides::bthd(k[1], k[2], k[3]);
+                kernel::attention(
+                    view(&inputs[0])?,
+                    view(&inputs[1])?,
+                    view(&inputs[2])?,
+                    strides,
+                    mask,
+                    &params,
+                    view_mut(output)?,
+                );
+            }
+            Op::CachedAttention { scale } => {
+                let (q, k, cache) = (dims(&inputs[0]), dims(&inputs[1]), dims(&inputs[3]));
+                let (batch, new_len, n_kv_heads, head_dim, max_seq) =
+                    (k[0], k[1], k[2], k[3], cache[2]);
+                let past = view::<i64>(&inputs[5])?[0];
+                if past < 0 || past as usize + new_len > max_seq {
+                    return Err(Error::InvalidOp {
+                        op: op.name(),
+                        message: format!("past_len {past} + {new_len} new tokens exceeds the KV cache of {max_seq}"),
+                    });
+                }
+                let past = past as usize;
+                let k_cache = view_mut::<f32>(&inputs[3])?;
+                kernel::kv_write(
+                    k_cache,
+                    view(&inputs[1])?,
+                    batch,
+                    new_len,
+                    n_kv_heads,
+                    head_dim,
+                    max_seq,
+                    past,
+                );
+                let v_cache = view_mut::<f32>(&inputs[4])?;
+                kernel::kv_write(
+                    v_cache,
+                    view(&inputs[2])?,
+                    batch,
+                    new_len,
+                    n_kv_heads,
+                    head_dim,
+                    max_seq,
+                    past,
+                );
+                let params = AttentionParams {
+                    batch,
+                    q_len: q[1],
+                    kv_len: past + new_len,
+                    n_heads: q[2],
+                    n_kv_heads,
+                    head_dim,
+                    scale: *scale,
+                    causal: true,
+                };
+                let strides = KvStrides::bhsd(max_seq, n_kv_heads, head_dim);
+                kernel::attention(
+                    view(&inputs[0])?,
+                    view(&inputs[3])?,
+                    view(&inputs[4])?,
+                    strides,
+                    None,
+                    &params,
+                    view_mut(output)?,
+                );
+            }
+            Op::Gelu(GeluKind::Erf) => kernel::gelu_erf(view(&inputs[0])?, view_mut(output)?),
+            Op::Gelu(GeluKind::Tanh) => kernel::gelu_tanh(view(&inputs[0])?, view_mut(output)?),
+            Op::QuickGelu => kernel::quick_gelu(view(&inputs[0])?, view_mut(output)?),
+            Op::Silu => kernel::silu(view(&inputs[0])?, view_mut(output)?),
+            Op::SiluMul => {
+                kernel::silu_mul(view(&inputs[0])?, view(&inputs[1])?, view_mut(output)?)
+            }
+            Op::Embedding => {
+                let dim = dims(&inputs[1])[1];
+                kernel::embedding(
+                    view(&inputs[0])?,
+                    weight_view(&inputs[1])?,
+                    dim,
+                    view_mut(output)?,
+                )
+                .map_err(|e| Error::InvalidOp {
+                    op: op.name(),
+                    message: e.to_string(),
+                })?;
+            }
+            Op::Reshape { .. } => {} // an alias: nothing to compute
+            Op::Permute { perm } => {
+                let input = &inputs[0];
+                let strides = input.shape.contiguous_strides();
+                let src_strides: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
+                copy(
+                    input,
+                    output,
+                    dims(output),
+                    &src_strides,
+                    0,
+                    &output.shape.contiguous_strides(),
+                    0,
+                )?;
+            }
+            Op::Slice { axis, start, .. } => {
+                let input = &inputs[0];
+                let strides = input.shape.contiguous_strides();
+                copy(
+                    input,
+                    output,
+                    dims(output),
+                    &strides,
+                    start * strides[*axis],
+                    &output.shape.contiguous_strides(),
+                    0,
+                )?;
+            }
+            Op::Concat { axis } => {
+                let dst_strides = output.shape.contiguous_strides();
+                let mut at = 0;
+                for input in inputs {
+                    let d = dims(input);
+                    copy(
+                        input,
+                        output,
+                        d,
+                        &input.shape.contiguous_strides(),
+                        0,
+                        &dst_strides,
+                        at * dst_strides[*axis],
+                    )?;
+                    at += d[*axis];
+                }
+            }
+            Op::Conv2d {
+                stride,
+                padding,
+                has_bias,
+            } => {
+                let (x, w) = (dims(&inputs[0]), dims(&inputs[1]));
+                let params = Conv2dParams {
+                    batch: x[0],
+                    in_channels: x[1],
+                    height: x[2],
+                    width: x[3],
+                    out_channels: w[0],
+                    kernel_h: w[2],
+                    kernel_w: w[3],
+                    stride: *stride,
+                    padding: *padding,
+                };
+                let bias = if *has_bias {
+                    Some(weight_view(&inputs[2])?)
+                } else {
+                    None
+                };
+                kernel::conv2d(
+                    view(&inputs[0])?,
+                    weight_view(&inputs[1])?,
+                    bias,
+                    &params,
+                    view_mut(output)?,
+                );
+            }
+            Op::PixelShuffle { scale } => {
+                let d = dims(&inputs[0]);
+                kernel::pixel_shuffle(
+                    view(&inputs[0])?,
+                    d[0],
+                    d[1],
+                    d[2],
+                    *scale,
+                    view_mut(output)?,
+                );
+            }
+            Op::Argmax => {
+                kernel::argmax(view(&inputs[0])?, inputs[0].shape.last(), view_mut(output)?)
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Strided copy of `src` into `dst` in the operand's own element type.
+///
+/// SAFETY (callers): as [`view`].
+unsafe fn copy(
+    src: &CpuOperand,
+    dst: &CpuOperand,
+    dims: &[usize],
+    src_strides: &[usize],
+    src_offset: usize,
+    dst_strides: &[usize],
+    dst_offset: usize,
+) -> Result<()> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match src.dtype {
+            DType::F32 => kernel::copy_strided(
+                view::<f32>(src)?,
+                dims,
+                src_strides,
+                src_offset,
+                view_mut::<f32>(dst)?,
+                dst_strides,
+                dst_offset,
+            ),
+            DType::I64 => kernel::copy_strided(
+                view::<i64>(src)?,
+                dims,
+                src_strides,
+                src_offset,
+                view_mut::<i64>(dst)?,
+                dst_strides,
+                dst_offset,
+            ),
+            DType::I32 => kernel::copy_strided(
+                view::<i32>(src)?,
+                dims,
+                src_strides,
+                src_offset,
+                view_mut::<i32>(dst)?,
+                dst_strides,
+                dst_offset,
+            ),
+            DType::U8 => kernel::copy_strided(
+                view::<u8>(src)?,
+                dims,
+                src_strides,
+                src_offset,
+                view_mut::<u8>(dst)?,
+                dst_strides,
+                dst_offset,
+            ),
+            other => {
+                return Err(Error::Unsupported {
+                    backend: "cpu",
+                    what: format!("copying {other} activations"),
+                })
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! The CUDA backend: device memory and kernel launches over cudarc's driver API, loaded at
+//! run time (`dynamic-loading`), so a binary built without CUDA runs anywhere and reports a
+//! missing driver as an error instead of crashing.
+//!
+//! - One context and one (non-blocking) stream per backend; every copy and launch is queued
+//!   on it, so stream order is the only synchronization needed. cudarc's per-allocation event
+//!   tracking is turned off for that reason (it would record two events per launch).
+//! - Slots are `Arc`'d allocations plus a byte range (`slot.rs`): views are free.
+//! - All PTX modules of `iris_kernels::cuda::MODULES` are loaded at construction.
+//! - `execute` (in `ops.rs`) supports Add (f32), RmsNorm (f32 x, f32 or bf16 weight) and
+//!   MatMul (f32 x, f32 or bf16 weight and bias); anything else is `Error::Unsupported`.
+
+mod ops;
+mod slot;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::driver::{result as cu, CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError};
+use cudarc::nvrtc::Ptx;
+
+pub use self::slot::CudaSlot;
+use super::{Backend, Operand};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::graph::Op;
+use crate::layout::Shape;
+use crate::storage::{AlignedBuffer, CpuStorage};
+use crate::tensor::Tensor;
+use crate::Layout;
+
+/// True when the CUDA driver library (libcuda) can be loaded on this machine. Touches no
+/// CUDA function, so it is safe to call anywhere.
+pub fn driver_present() -> bool {
+    // SAFETY: `is_culib_present` only tries to dlopen the candidate library names and closes
+    // what it opened; it calls no CUDA function and touches no shared state.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+/// Wraps a driver error with what was being done.
+fn cuda_err(context: impl std::fmt::Display) -> impl FnOnce(DriverError) -> Error {
+    move |e| Error::Cuda(format!("{context}: {e}"))
+}
+
+/// A weight is uploaded once per backend: keyed by the host address of its first element
+/// and its view (dtype, shape, strides). The cache keeps a clone of the host tensor, which
+/// pins its storage so the address cannot be reused by another tensor while cached.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct WeightKey {
+    host_addr: usize,
+    dtype: DType,
+    dims: Vec<usize>,
+    strides: Vec<usize>,
+}
+
+struct StateBuffer {
+    dtype: DType,
+    shape: Shape,
+    slot: CudaSlot,
+}
+
+pub struct CudaBackend {
+    // Field order is drop order: kernels and buffers go before the stream and context.
+    functions: HashMap<&'static str, CudaFunction>,
+    weights: HashMap<WeightKey, (Tensor, CudaSlot)>,
+    states: HashMap<String, StateBuffer>,
+    stream: Arc<CudaStream>,
+    ctx: Arc<CudaContext>,
+    device_name: String,
+    compute_capability: (i32, i32),
+}
+
+impl CudaBackend {
+    /// Opens device `ordinal` and loads every PTX module. Fails with `Error::Cuda` (never
+    /// panics) when libcuda is missing, the device does not exist or is older than sm_80, or
+    /// a module does not load.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        if !driver_present() {
+            let mut tried = cudarc::get_lib_name_candidates("cuda");
+            tried.sort();
+            tried.dedup();
+            return Err(Error::Cuda(format!(
+                "CUDA driver library (libcuda) not found: dlopen failed for {} names \
+                 (libcuda.so, libcuda.so.1, ...); install the NVIDIA driver or add the \
+                 directory holding libcuda.so.1 to LD_LIBRARY_PATH",
+                tried.len()
+            )));
+        }
+        // cudarc panics on a missing driver symbol and on a few malformed inputs; the check
+        // above covers the common case, this covers the rest.
+        match std::panic::catch_unwind(|| Self::open(ordinal)) {
+            Ok(result) => result,
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| payload.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)");
+                Err(Error::Cuda(format!(
+                    "initialising CUDA device {ordinal} panicked: {message}"
+                )))
+            }
+        }
+    }
+
+    fn open(ordinal: usize) -> Result<Self> {
+        cu::init().map_err(cuda_err("cuInit"))?;
+        let count = CudaContext::device_count().map_err(cuda_err("counting CUDA devices"))?;
+        if ordinal >= count.max(0) as usize {
+            return Err(Error::Cuda(format!(
+                "no CUDA device {ordinal}: {count} device(s) visible"
+            )));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(cuda_err(format_args!(
+            "creating a context on CUDA device {ordinal}"
+        )))?;
+        let device_name = ctx.name().map_err(cuda_err("reading the device name"))?;
+        let compute_capability = ctx
+            .compute_capability()
+            .map_err(cuda_err("reading the compute capability"))?;
+        if compute_capability.0 < 8 {
+            return Err(Error::Cuda(format!(
+                "{device_name} (device {ordinal}) has compute capability {}.{}; iris's PTX \
+                 targets sm_80 and newer",
+                compute_capability.0, compute_capability.1
+            )));
+        }
+        // SAFETY: every allocation, copy and launch of this backend goes to `stream` (created
+        // next), so stream order already serializes all uses of every buffer and frees are
+        // stream-ordered; the per-buffer events cudarc would record add nothing.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().map_err(cuda_err("creating a stream"))?;
+
+        let mut functions = HashMap::new();
+        for module in iris_kernels::cuda::MODULES {
+            let loaded = ctx
+                .load_module(Ptx::from_src(module.source))
+                .map_err(cuda_err(format_args!(
+                    "loading PTX module `{}` on {device_name} (run scripts/check_ptx.sh to see \
+                 ptxas's message)",
+                    module.name
+                )))?;
+            for &kernel in module.kernels {
+                let function = loaded.load_function(kernel).map_err(cuda_err(format_args!(
+                    "finding kernel `{kernel}` in PTX module `{}`",
+                    module.name
+                )))?;
+                functions.insert(kernel, function);
+            }
+        }
+        Ok(CudaBackend {
+            functions,
+            weights: HashMap::new(),
+            states: HashMap::new(),
+            stream,
+            ctx,
+            device_name,
+            compute_capability,
+        })
+    }
+
+    /// The device's name as the driver reports it (e.g. "NVIDIA H100 80GB HBM3").
+    pub fn device_name(&self) -> &str {
+        &self.device_name
+    }
+
+    /// (major, minor) compute capability, e.g. (9, 0) for an H100.
+    pub fn compute_capability(&self) -> (i32, i32) {
+        self.compute_capability
+    }
+
+    /// Number of weights uploaded so far (each once).
+    pub fn uploaded_weights(&self) -> usize {
+        self.weights.len()
+    }
+
+    fn function(&self, kernel: &'static str) -> Result<&CudaFunction> {
+        self.functions
+            .get(kernel)
+            .ok_or_else(|| Error::Cuda(format!("kernel `{kernel}` was not loaded")))
+    }
+
+    /// A zeroed allocation of `bytes` (one byte at least: CUDA cannot allocate nothing).
+    fn zeroed(&self, bytes: usize, what: &str) -> Result<CudaSlot> {
+        let buffer: CudaSlice<u8> =
+            self.stream
+                .alloc_zeros(bytes.max(1))
+                .map_err(cuda_err(format_args!(
+                    "allocating {bytes} bytes for {what}"
+                )))?;
+        Ok(CudaSlot::whole(buffer, bytes))
+    }
+}
+
+impl std::fmt::Debug for CudaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaBackend")
+            .field("device", &self.device_name)
+            .field("ordinal", &self.ctx.ordinal())
+            .field("compute_capability", &self.compute_capability)
+            .field("kernels", &self.functions.len())
+            .field("weights", &self.weights.len())
+            .field("states", &self.states.len())
+            .finish()
+    }
+}
+
+impl Backend for CudaBackend {
+    type Slot = CudaSlot;
+
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    fn alloc(&mut self, bytes: usize) -> Result<CudaSlot> {
+        self.zeroed(bytes, "an arena")
+    }
+
+    fn sub_slot(&self, slot: &CudaSlot, offset: usize, len: usize) -> CudaSlot {
+        slot.sub(offset, len)
+    }
+
+    fn weight(&mut self, tensor: &Tensor) -> Result<CudaSlot> {
+        let key = WeightKey {
+            host_addr: tensor.data_ptr() as usize,
+            dtype: tensor.dtype(),
+            dims: tensor.dims().to_vec(),
+            strides: tensor.layout().strides.clone(),
+        };
+        if let Some((_, slot)) = self.weights.get(&key) {
+            return Ok(slot.clone());
+        }
+        let host = tensor.contiguous();
+        let bytes = host.contiguous_bytes()?;
+        let slot = if bytes.is_empty() {
+            self.zeroed(0, "an empty weight")?
+        } else {
+            let buffer = self
+                .stream
+                .clone_htod(bytes)
+                .map_err(cuda_err(format_args!(
+                    "uploading a {} x {} weight ({} bytes)",
+                    tensor.dtype(),
+                    tensor.shape(),
+                    bytes.len()
+                )))?;
+            CudaSlot::whole(buffer, bytes.len())
+        };
+        self.weights.insert(key, (tensor.clone(), slot.clone()));
+        Ok(slot)
+    }
+
+    fn state(&mut self, name: &str, dtype: DType, shape: &Shape) -> Result<CudaSlot> {
+        if let Some(state) = self.states.get(name) {
+            if state.dtype != dtype {
+                return Err(Error::DTypeMismatch {
+                    name: name.to_string(),
+                    expected: state.dtype,
+                    found: dtype,
+                });
+            }
+            if &state.shape != shape {
+                return Err(Error::ShapeMismatch {
+                    name: name.to_string(),
+                    expected: state.shape.clone(),
+                    found: shape.clone(),
+                });
+            }
+            return Ok(state.slot.clone());
+        }
+        let slot = self.zeroed(
+            shape.numel() * dtype.size_in_bytes(),
+            &format!("state `{name}`"),
+        )?;
+        self.states.insert(
+            name.to_string(),
+            StateBuffer {
+                dtype,
+                shape: shape.clone(),
+                slot: slot.clone(),
+            },
+        );
+        Ok(slot)
+    }
+
+    fn write(&mut self, slot: &CudaSlot, data: &Tensor) -> Result<()> {
+        let host = data.contiguous();
+        let bytes = host.contiguous_bytes()?;
+        if bytes.len() > slot.len() {
+            return Err(Error::InvalidOp {
+                op: "cuda write",
+                message: format!(
+                    "{} x {} is {} bytes, the slot holds {}",
+                    data.dtype(),
+                    data.shape(),
+                    bytes.len(),
+                    slot.len()
+                ),
+            });
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.ctx
+            .bind_to_thread()
+            .map_err(cuda_err("binding the CUDA context"))?;
+        let dst = slot.device_ptr(&self.stream);
+        // SAFETY: dst..dst + bytes.len() lies inside the slot's allocation (checked above;
+        // slots never extend past their allocation). `bytes` is pageable host memory: the
+        // driver stages it before cuMemcpyHtoDAsync returns, so it may be dropped right after
+        // (the same contract cudarc's own `memcpy_htod` relies on for slices).
+        unsafe { cu::memcpy_htod_async(dst, bytes, self.stream.cu_stream()) }.map_err(cuda_err(
+            format_args!("copying {} bytes to the device", bytes.len()),
+        ))
+    }
+
+    fn read(&mut self, slot: &CudaSlot, dtype: DType, shape: &Shape) -> Result<Tensor> {
+        let bytes = shape.numel() * dtype.size_in_bytes();
+        let view = slot.view(bytes).ok_or_else(|| Error::InvalidOp {
+            op: "cuda read",
+            message: format!(
+                "{dtype} x {shape} is {bytes} bytes, the slot holds {}",
+                slot.len()
+            ),
+        })?;
+        let mut host = AlignedBuffer::zeroed(bytes);
+        if bytes > 0 {
+            self.stream
+                .memcpy_dtoh(&view, host.as_mut_slice())
+                .map_err(cuda_err(format_args!(
+                    "copying {bytes} bytes from the device"
+                )))?;
+            self.stream
+                .synchronize()
+                .map_err(cuda_err("waiting for a device-to-host copy"))?;
+        }
+        Tensor::from_storage(
+            Arc::new(CpuStorage::Owned(host)),
+            Layout::contiguous(shape.clone()),
+            dtype,
+        )
+    }
+
+    fn execute(
+        &mut self,
+        op: &Op,
+        inputs: &[Operand<CudaSlot>],
+        output: &Operand<CudaSlot>,
+    ) -> Result<()> {
+        ops::execute(self, op, inputs, output)
+    }
+
+    fn synchronize(&mut self) -> Result<()> {
+        self.stream
+            .synchronize()
+            .map_err(cuda_err("synchronizing the stream"))?;
+        // Errors cudarc could only record (in Drop impls) surface here.
+        self.ctx
+            .check_err()
+            .map_err(cuda_err("a deferred CUDA error"))
+    }
+}

@@ -1,0 +1,321 @@
+//! `CudaBackend::execute`: checks each op's operands (count, dtypes, shapes, slot sizes and
+//! alignment, index ranges) and launches its PTX kernel on the backend's stream. Ops and
+//! dtype combinations without a kernel yet are `Error::Unsupported`.
+
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+use iris_kernels::cuda::{self as kernels, LaunchDims};
+
+use super::{CudaBackend, CudaSlot};
+use crate::backend::Operand;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::graph::Op;
+use crate::layout::Shape;
+
+pub(super) fn execute(
+    backend: &CudaBackend,
+    op: &Op,
+    inputs: &[Operand<CudaSlot>],
+    output: &Operand<CudaSlot>,
+) -> Result<()> {
+    match op {
+        Op::Add => add(backend, inputs, output),
+        Op::RmsNorm { eps } => rms_norm(backend, *eps, inputs, output),
+        Op::MatMul { has_bias } => matmul(backend, *has_bias, inputs, output),
+        other => Err(unsupported(format!("op `{}`", other.name()))),
+    }
+}
+
+fn unsupported(what: String) -> Error {
+    Error::Unsupported {
+        backend: "cuda",
+        what,
+    }
+}
+
+fn invalid(op: &'static str, message: String) -> Error {
+    Error::InvalidOp { op, message }
+}
+
+fn dtypes(operands: &[&Operand<CudaSlot>]) -> String {
+    operands
+        .iter()
+        .map(|o| o.dtype.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn expect_inputs(op: &'static str, inputs: &[Operand<CudaSlot>], count: usize) -> Result<()> {
+    if inputs.len() != count {
+        return Err(invalid(
+            op,
+            format!("expected {count} inputs, got {}", inputs.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn expect_shape(name: &str, expected: &Shape, found: &Shape) -> Result<()> {
+    if expected != found {
+        return Err(Error::ShapeMismatch {
+            name: name.to_string(),
+            expected: expected.clone(),
+            found: found.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// The operand's slot holds its elements and starts aligned for its dtype (allocations are
+/// 256-byte aligned, so the offset decides).
+fn check_slot(op: &'static str, what: &str, operand: &Operand<CudaSlot>) -> Result<()> {
+    let size = operand.dtype.size_in_bytes();
+    let bytes = operand.shape.numel() * size;
+    if operand.slot.len() < bytes {
+        return Err(invalid(
+            op,
+            format!(
+                "{what} is {} x {} ({bytes} bytes) but its slot holds {}",
+                operand.dtype,
+                operand.shape,
+                operand.slot.len()
+            ),
+        ));
+    }
+    if operand.slot.offset() % size != 0 {
+        return Err(invalid(
+            op,
+            format!(
+                "{what} starts at byte offset {}, not aligned for {}",
+                operand.slot.offset(),
+                operand.dtype
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A size the kernels index with u32 arithmetic.
+fn kernel_u32(op: &'static str, what: &str, value: usize, max: usize) -> Result<u32> {
+    if value > max {
+        return Err(unsupported(format!(
+            "{op} with {what} = {value} (the kernel handles up to {max})"
+        )));
+    }
+    Ok(value as u32)
+}
+
+fn config(dims: LaunchDims) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: dims.grid,
+        block_dim: dims.block,
+        shared_mem_bytes: dims.shared_mem_bytes,
+    }
+}
+
+fn launch_err(kernel: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> Error {
+    move |e| Error::Cuda(format!("launching {kernel}: {e}"))
+}
+
+/// `[a, b] -> a + b`, b's shape a suffix of a's (leading 1s of b ignored).
+fn add(
+    backend: &CudaBackend,
+    inputs: &[Operand<CudaSlot>],
+    output: &Operand<CudaSlot>,
+) -> Result<()> {
+    const OP: &str = "add";
+    expect_inputs(OP, inputs, 2)?;
+    let (a, b) = (&inputs[0], &inputs[1]);
+    if (a.dtype, b.dtype, output.dtype) != (DType::F32, DType::F32, DType::F32) {
+        return Err(unsupported(format!(
+            "add of {} (only f32)",
+            dtypes(&[a, b, output])
+        )));
+    }
+    expect_shape("add output", &a.shape, &output.shape)?;
+    let b_dims = b.shape.dims();
+    let b_core = &b_dims[b_dims.iter().take_while(|&&d| d == 1).count()..];
+    if !a.shape.dims().ends_with(b_core) {
+        return Err(invalid(
+            OP,
+            format!(
+                "b {} does not broadcast over a {} (must be a suffix)",
+                b.shape, a.shape
+            ),
+        ));
+    }
+    for (what, operand) in [("a", a), ("b", b), ("output", output)] {
+        check_slot(OP, what, operand)?;
+    }
+    let n = kernel_u32(OP, "elements", a.shape.numel(), kernels::MAX_DIM)?;
+    let b_len = b.shape.numel() as u32; // divides n, so fits
+    if n == 0 {
+        return Ok(());
+    }
+
+    let kernel = "add_f32";
+    let function = backend.function(kernel)?;
+    let stream = &backend.stream;
+    let (a_ptr, b_ptr, out_ptr) = (
+        a.slot.device_ptr(stream),
+        b.slot.device_ptr(stream),
+        output.slot.device_ptr(stream),
+    );
+    let mut launch = stream.launch_builder(function);
+    launch
+        .arg(&a_ptr)
+        .arg(&b_ptr)
+        .arg(&out_ptr)
+        .arg(&n)
+        .arg(&b_len);
+    // SAFETY: the arguments match add_f32's parameters (u64 a, b, out; u32 n, b_len). The
+    // kernel reads a[0..n] and b[0..b_len] and writes out[0..n] (f32), and check_slot proved
+    // each slot holds that many bytes, 4-byte aligned; 1 <= b_len divides n <= 2^31 - 1 as
+    // the kernel requires. The slots' allocations outlive the launch: they are only freed
+    // stream-ordered, after it.
+    unsafe { launch.launch(config(kernels::add_f32_dims(n))) }.map_err(launch_err(kernel))?;
+    Ok(())
+}
+
+/// `[x [.., D], weight [D]] -> x / sqrt(mean(x^2) + eps) * weight`.
+fn rms_norm(
+    backend: &CudaBackend,
+    eps: f32,
+    inputs: &[Operand<CudaSlot>],
+    output: &Operand<CudaSlot>,
+) -> Result<()> {
+    const OP: &str = "rms_norm";
+    expect_inputs(OP, inputs, 2)?;
+    let (x, w) = (&inputs[0], &inputs[1]);
+    let kernel = match (x.dtype, w.dtype, output.dtype) {
+        (DType::F32, DType::F32, DType::F32) => "rms_norm_f32",
+        (DType::F32, DType::BF16, DType::F32) => "rms_norm_f32_wbf16",
+        _ => {
+            return Err(unsupported(format!(
+                "rms_norm of {} (x and output f32; weight f32 or bf16)",
+                dtypes(&[x, w, output])
+            )))
+        }
+    };
+    if x.shape.rank() == 0 {
+        return Err(invalid(
+            OP,
+            "x must have at least one dimension".to_string(),
+        ));
+    }
+    let dim = x.shape.last();
+    expect_shape("rms_norm weight", &Shape::new([dim]), &w.shape)?;
+    expect_shape("rms_norm output", &x.shape, &output.shape)?;
+    for (what, operand) in [("x", x), ("weight", w), ("output", output)] {
+        check_slot(OP, what, operand)?;
+    }
+    if x.shape.numel() == 0 {
+        return Ok(());
+    }
+    let dim = kernel_u32(OP, "dim", dim, kernels::MAX_DIM)?;
+    let rows = kernel_u32(OP, "rows", x.shape.rows(), kernels::MAX_DIM)?;
+
+    let function = backend.function(kernel)?;
+    let stream = &backend.stream;
+    let (x_ptr, w_ptr, out_ptr) = (
+        x.slot.device_ptr(stream),
+        w.slot.device_ptr(stream),
+        output.slot.device_ptr(stream),
+    );
+    let mut launch = stream.launch_builder(function);
+    launch
+        .arg(&x_ptr)
+        .arg(&w_ptr)
+        .arg(&out_ptr)
+        .arg(&dim)
+        .arg(&eps);
+    // SAFETY: the arguments match the kernel's parameters (u64 x, w, out; u32 dim; f32 eps).
+    // Block r reads x[r * dim ..][..dim] and w[..dim] and writes out[r * dim ..][..dim] for
+    // r < rows; check_slot proved the slots hold rows * dim f32 (x, out) and dim weight
+    // elements, aligned for their dtypes. Allocations are freed stream-ordered, after it.
+    unsafe { launch.launch(config(kernels::rms_norm_dims(rows))) }.map_err(launch_err(kernel))?;
+    Ok(())
+}
+
+/// `[x [.., K], w [N, K], bias? [N]] -> x @ w^T (+ bias)`.
+fn matmul(
+    backend: &CudaBackend,
+    has_bias: bool,
+    inputs: &[Operand<CudaSlot>],
+    output: &Operand<CudaSlot>,
+) -> Result<()> {
+    const OP: &str = "matmul";
+    expect_inputs(OP, inputs, 2 + has_bias as usize)?;
+    let (x, w, bias) = (&inputs[0], &inputs[1], inputs.get(2));
+    let bias_ok = bias.map_or(true, |b| b.dtype == w.dtype);
+    let kernel = match (x.dtype, w.dtype, output.dtype) {
+        (DType::F32, DType::F32, DType::F32) if bias_ok => "matmul_f32",
+        (DType::F32, DType::BF16, DType::F32) if bias_ok => "matmul_f32_wbf16",
+        _ => {
+            let mut operands = vec![x, w];
+            operands.extend(bias);
+            operands.push(output);
+            return Err(unsupported(format!(
+                "matmul of {} (x and output f32; weight f32 or bf16, bias as the weight)",
+                dtypes(&operands)
+            )));
+        }
+    };
+    let x_dims = x.shape.dims();
+    let Some((&k, batch)) = x_dims.split_last() else {
+        return Err(invalid(
+            OP,
+            "x must have at least one dimension".to_string(),
+        ));
+    };
+    let w_dims = w.shape.dims();
+    if w_dims.len() != 2 || w_dims[1] != k {
+        return Err(invalid(
+            OP,
+            format!("weight {} is not [N, {k}] for x {}", w.shape, x.shape),
+        ));
+    }
+    let n = w_dims[0];
+    if let Some(bias) = bias {
+        expect_shape("matmul bias", &Shape::new([n]), &bias.shape)?;
+    }
+    let mut out_dims = batch.to_vec();
+    out_dims.push(n);
+    expect_shape("matmul output", &Shape::new(out_dims), &output.shape)?;
+    check_slot(OP, "x", x)?;
+    check_slot(OP, "weight", w)?;
+    if let Some(bias) = bias {
+        check_slot(OP, "bias", bias)?;
+    }
+    check_slot(OP, "output", output)?;
+    let m: usize = batch.iter().product();
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let m = kernel_u32(OP, "M (rows of x)", m, kernels::MATMUL_MAX_M)?;
+    let n = kernel_u32(OP, "N", n, kernels::MAX_DIM)?;
+    let k = kernel_u32(OP, "K", k, kernels::MAX_DIM)?;
+
+    let function = backend.function(kernel)?;
+    let stream = &backend.stream;
+    let x_ptr = x.slot.device_ptr(stream);
+    let w_ptr = w.slot.device_ptr(stream);
+    let bias_ptr: u64 = bias.map_or(0, |b| b.slot.device_ptr(stream)); // 0: no bias
+    let out_ptr = output.slot.device_ptr(stream);
+    let mut launch = stream.launch_builder(function);
+    launch
+        .arg(&x_ptr)
+        .arg(&w_ptr)
+        .arg(&bias_ptr)
+        .arg(&out_ptr)
+        .arg(&m)
+        .arg(&n)
+        .arg(&k);
+    // SAFETY: the arguments match the kernel's parameters (u64 a, w, bias, out; u32 m, n, k).
+    // It reads a[..m * k] (f32), w[..n * k] and bias[..n] (the weight dtype; bias only when
+    // non-null) and writes out[..m * n] (f32), every access bounds-checked against m, n, k;
+    // check_slot proved each slot holds its operand, aligned for its dtype, and the grid
+    // fits (m <= MATMUL_MAX_M). Allocations are freed stream-ordered, after the launch.
+    unsafe { launch.launch(config(kernels::matmul_dims(m, n))) }.map_err(launch_err(kernel))?;
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! The Backend trait: what a device must do to run a planned graph. The executor
+//! (`graph/executor.rs`) resolves every graph value to a backend `Slot` (arena range, weight,
+//! or state buffer) and calls `execute` once per node, in order.
+
+pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::graph::Op;
+use crate::layout::Shape;
+use crate::tensor::Tensor;
+
+/// One operand of an op as the backend sees it: where its bytes are, their dtype and the
+/// (contiguous, row-major) shape.
+#[derive(Clone, Debug)]
+pub struct Operand<S> {
+    pub slot: S,
+    pub dtype: DType,
+    pub shape: Shape,
+}
+
+pub trait Backend {
+    /// A byte range the backend can read or write: a host pointer range, a device pointer...
+    /// Slots are plain handles; the executor guarantees that an op's output never overlaps
+    /// its inputs, and that arena slots stay inside the arena.
+    type Slot: Clone + std::fmt::Debug;
+
+    fn name(&self) -> &'static str;
+
+    /// A fresh zeroed buffer of `bytes` (the arena of a plan).
+    fn alloc(&mut self, bytes: usize) -> Result<Self::Slot>;
+
+    /// `len` bytes at `offset` inside `slot`.
+    fn sub_slot(&self, slot: &Self::Slot, offset: usize, len: usize) -> Self::Slot;
+
+    /// Makes a weight readable by kernels. The CPU backend reads it in place when its
+    /// storage is contiguous and aligned (a mapped file stays mapped); a GPU uploads it once.
+    fn weight(&mut self, tensor: &Tensor) -> Result<Self::Slot>;
+
+    /// A named buffer that lives as long as the backend and is shared by every graph that
+    /// names it (KV caches). Created zeroed on first request; later requests must match.
+    fn state(&mut self, name: &str, dtype: DType, shape: &Shape) -> Result<Self::Slot>;
+
+    /// Copies a contiguous host tensor into `slot`.
+    fn write(&mut self, slot: &Self::Slot, data: &Tensor) -> Result<()>;
+
+    /// Copies `slot` out as a host tensor of `dtype` x `shape`.
+    fn read(&mut self, slot: &Self::Slot, dtype: DType, shape: &Shape) -> Result<Tensor>;
+
+    /// Runs one op. Unsupported op/dtype combinations return `Error::Unsupported`.
+    fn execute(
+        &mut self,
+        op: &Op,
+        inputs: &[Operand<Self::Slot>],
+        output: &Operand<Self::Slot>,
+    ) -> Result<()>;
+
+    /// Waits for all queued work (a no-op on the CPU).
+    fn synchronize(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
