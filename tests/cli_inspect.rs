@@ -24,8 +24,15 @@ fn iris_bin() -> &'static Path {
             return PathBuf::from(bin);
         }
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "-q", "-p", "iris-cli", "--bin", "iris", "--message-format=json"]);
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+            "build",
+            "-q",
+            "-p",
+            "iris-cli",
+            "--bin",
+            "iris",
+            "--message-format=json",
+        ]);
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
@@ -45,7 +52,11 @@ fn iris_bin() -> &'static Path {
 }
 
 fn inspect(path: &Path) -> Output {
-    Command::new(iris_bin()).arg("inspect").arg(path).output().expect("run iris")
+    Command::new(iris_bin())
+        .arg("inspect")
+        .arg(path)
+        .output()
+        .expect("run iris")
 }
 
 fn stdout(out: &Output) -> String {
@@ -60,7 +71,12 @@ fn stderr(out: &Output) -> String {
 fn write_st(path: &Path, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) {
     let views: Vec<(&str, TensorView)> = tensors
         .iter()
-        .map(|(name, dtype, shape, bytes)| (*name, TensorView::new(*dtype, shape.clone(), bytes).unwrap()))
+        .map(|(name, dtype, shape, bytes)| {
+            (
+                *name,
+                TensorView::new(*dtype, shape.clone(), bytes).unwrap(),
+            )
+        })
         .collect();
     let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
     safetensors::serialize_to_file(views, &metadata, path).unwrap();
@@ -78,16 +94,29 @@ fn good_folder(dir: &Path) -> PathBuf {
     write_st(
         &folder.join("model-00001-of-00002.safetensors"),
         &[
-            ("language_model.model.embed_tokens.weight", Dtype::BF16, vec![11, 6], bf16_bytes(66)),
-            ("vision_tower.patch_embedding.weight", Dtype::F32, vec![6, 3, 2, 2], vec![1; 288]),
+            (
+                "language_model.model.embed_tokens.weight",
+                Dtype::BF16,
+                vec![11, 6],
+                bf16_bytes(66),
+            ),
+            (
+                "vision_tower.patch_embedding.weight",
+                Dtype::F32,
+                vec![6, 3, 2, 2],
+                vec![1; 288],
+            ),
         ],
     );
     write_st(
         &folder.join("model-00002-of-00002.safetensors"),
-        &[("lm_head.weight", Dtype::BF16, vec![11, 6], bf16_bytes(66)), ("ids", Dtype::I64, vec![5], vec![3; 40])],
+        &[
+            ("lm_head.weight", Dtype::BF16, vec![11, 6], bf16_bytes(66)),
+            ("ids", Dtype::I64, vec![5], vec![3; 40]),
+        ],
     );
     let index = serde_json::json!({
-        "metadata": {"total_size": 616},
+        "metadata": {"total_size": 592},
         "weight_map": {
             "language_model.model.embed_tokens.weight": "model-00001-of-00002.safetensors",
             "vision_tower.patch_embedding.weight": "model-00001-of-00002.safetensors",
@@ -95,7 +124,11 @@ fn good_folder(dir: &Path) -> PathBuf {
             "ids": "model-00002-of-00002.safetensors"
         }
     });
-    fs::write(folder.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    fs::write(
+        folder.join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
     let config = serde_json::json!({
         "architectures": ["LlavaForConditionalGeneration"],
         "model_type": "llava",
@@ -113,7 +146,12 @@ fn inspects_a_sharded_folder() {
     let folder = good_folder(dir.path());
     let out = inspect(&folder);
     let text = stdout(&out);
-    assert!(out.status.success(), "exit {:?}\nstderr: {}", out.status, stderr(&out));
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstderr: {}",
+        out.status,
+        stderr(&out)
+    );
     for needle in [
         "language_model.model.embed_tokens.weight",
         "vision_tower.patch_embedding.weight",
@@ -125,7 +163,7 @@ fn inspects_a_sharded_folder() {
         "I64",
         "model-00001-of-00002.safetensors",
         "model-00002-of-00002.safetensors",
-        "total: 4 tensors, 616 bytes",
+        "total: 4 tensors, 592 bytes",
         "LlavaForConditionalGeneration",
         "vision_config:",
         "image_size: 28",
@@ -133,7 +171,10 @@ fn inspects_a_sharded_folder() {
         assert!(text.contains(needle), "stdout lacks `{needle}`:\n{text}");
     }
     // One row per tensor: name, dtype, shape, bytes.
-    let row = text.lines().find(|l| l.starts_with("lm_head.weight")).unwrap();
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("lm_head.weight"))
+        .unwrap();
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cells, ["lm_head.weight", "BF16", "[11,", "6]", "132"]);
 }
@@ -142,20 +183,37 @@ fn inspects_a_sharded_folder() {
 fn inspects_a_single_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("weights.safetensors");
-    write_st(&path, &[("w", Dtype::F16, vec![3, 1, 5], vec![9; 30]), ("mask", Dtype::BOOL, vec![4], vec![1; 4])]);
+    write_st(
+        &path,
+        &[
+            ("w", Dtype::F16, vec![3, 1, 5], vec![9; 30]),
+            ("mask", Dtype::BOOL, vec![4], vec![1; 4]),
+        ],
+    );
     let out = inspect(&path);
     let text = stdout(&out);
     assert!(out.status.success(), "stderr: {}", stderr(&out));
-    assert!(text.contains("[3, 1, 5]") && text.contains("F16") && text.contains("BOOL"), "{text}");
+    assert!(
+        text.contains("[3, 1, 5]") && text.contains("F16") && text.contains("BOOL"),
+        "{text}"
+    );
     assert!(text.contains("not loadable by iris"), "{text}");
-    assert!(!text.contains("config:"), "a file has no config summary:\n{text}");
+    assert!(
+        !text.contains("config:"),
+        "a file has no config summary:\n{text}"
+    );
 }
 
 /// Runs inspect on `path` and checks exit 1, empty stdout, and stderr naming every needle.
 fn assert_fails(path: &Path, needles: &[&str]) {
     let out = inspect(path);
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "stdout: {}\nstderr: {err}", stdout(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout: {}\nstderr: {err}",
+        stdout(&out)
+    );
     assert!(out.stdout.is_empty(), "stdout not empty: {}", stdout(&out));
     assert!(err.starts_with("error: "), "{err}");
     for needle in needles {
@@ -175,8 +233,16 @@ fn malformed_files_fail_with_the_file_and_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&str, Vec<u8>, &[&str]); 7] = [
         ("short.safetensors", vec![1, 2, 3], &["too short"]),
-        ("past_end.safetensors", 500u64.to_le_bytes().to_vec(), &["past the end"]),
-        ("not_json.safetensors", raw_st("{\"w\": {", &[]), &["not valid JSON", "line 1"]),
+        (
+            "past_end.safetensors",
+            500u64.to_le_bytes().to_vec(),
+            &["past the end"],
+        ),
+        (
+            "not_json.safetensors",
+            raw_st("{\"w\": {", &[]),
+            &["not valid JSON", "line 1"],
+        ),
         (
             "overlap.safetensors",
             raw_st(
@@ -187,7 +253,10 @@ fn malformed_files_fail_with_the_file_and_the_problem() {
         ),
         (
             "bad_dtype.safetensors",
-            raw_st(r#"{"q.w": {"dtype": "Q4_K", "shape": [2], "data_offsets": [0, 2]}}"#, &[0; 2]),
+            raw_st(
+                r#"{"q.w": {"dtype": "Q4_K", "shape": [2], "data_offsets": [0, 2]}}"#,
+                &[0; 2],
+            ),
             &["q.w", "unknown dtype `Q4_K`"],
         ),
         (
@@ -200,7 +269,10 @@ fn malformed_files_fail_with_the_file_and_the_problem() {
         ),
         (
             "size.safetensors",
-            raw_st(r#"{"s.w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}"#, &[0; 8]),
+            raw_st(
+                r#"{"s.w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}"#,
+                &[0; 8],
+            ),
             &["s.w", "needs 12 bytes"],
         ),
     ];
@@ -211,7 +283,10 @@ fn malformed_files_fail_with_the_file_and_the_problem() {
         all.push(name);
         assert_fails(&path, &all);
     }
-    assert_fails(&dir.path().join("absent.safetensors"), &["absent.safetensors", "No such file"]);
+    assert_fails(
+        &dir.path().join("absent.safetensors"),
+        &["absent.safetensors", "No such file"],
+    );
 }
 
 #[test]
@@ -220,17 +295,35 @@ fn malformed_folders_fail_with_the_file_and_the_problem() {
 
     let folder = good_folder(dir.path());
     fs::remove_file(folder.join("model-00002-of-00002.safetensors")).unwrap();
-    assert_fails(&folder, &["model.safetensors.index.json", "model-00002-of-00002.safetensors", "missing"]);
+    assert_fails(
+        &folder,
+        &[
+            "model.safetensors.index.json",
+            "model-00002-of-00002.safetensors",
+            "missing",
+        ],
+    );
 
-    fs::write(folder.join("model.safetensors.index.json"), "{\"weight_map\": [").unwrap();
+    fs::write(
+        folder.join("model.safetensors.index.json"),
+        "{\"weight_map\": {\"a\": ",
+    )
+    .unwrap();
     assert_fails(&folder, &["model.safetensors.index.json", "not valid JSON"]);
 
     let folder = dir.path().join("ghost");
     fs::create_dir(&folder).unwrap();
-    write_st(&folder.join("shard.safetensors"), &[("real", Dtype::U8, vec![2], vec![1, 2])]);
-    let index = r#"{"weight_map": {"real": "shard.safetensors", "ghost.weight": "shard.safetensors"}}"#;
+    write_st(
+        &folder.join("shard.safetensors"),
+        &[("real", Dtype::U8, vec![2], vec![1, 2])],
+    );
+    let index =
+        r#"{"weight_map": {"real": "shard.safetensors", "ghost.weight": "shard.safetensors"}}"#;
     fs::write(folder.join("model.safetensors.index.json"), index).unwrap();
-    assert_fails(&folder, &["ghost.weight", "shard.safetensors", "does not contain"]);
+    assert_fails(
+        &folder,
+        &["ghost.weight", "shard.safetensors", "does not contain"],
+    );
 
     let parent = dir.path().join("bad_config");
     fs::create_dir(&parent).unwrap();

@@ -18,19 +18,56 @@ use iris_runtime::backend::{Backend, Operand};
 use iris_runtime::graph::Op;
 use iris_runtime::{DType, Error, Shape, Tensor};
 
-/// The backend on device 0, or `None` (after printing why) when there is none.
+/// The backend on device 0, or `None` (after printing why) when there is none. With
+/// `IRIS_REQUIRE_CUDA=1` (set by scripts/gpu/run_cuda_tests.sh) no device is a failure.
 fn backend() -> Option<CudaBackend> {
     match CudaBackend::new(0) {
         Ok(backend) => {
             let (major, minor) = backend.compute_capability();
-            println!("device: {} (compute capability {major}.{minor})", backend.device_name());
+            println!(
+                "device: {} (compute capability {major}.{minor})",
+                backend.device_name()
+            );
             Some(backend)
+        }
+        Err(err) if std::env::var_os("IRIS_REQUIRE_CUDA").is_some_and(|v| v == "1") => {
+            panic!("IRIS_REQUIRE_CUDA=1 but the CUDA backend did not start: {err}")
         }
         Err(err) => {
             println!("skipping: {err}");
             None
         }
     }
+}
+
+/// Median wall time of `op` (execute + synchronize) over 20 runs after 3 warm-ups: a rough
+/// figure that includes launch overhead, printed for the kernel notes.
+fn time_op(
+    be: &mut CudaBackend,
+    what: &str,
+    flops: f64,
+    bytes: f64,
+    op: &Op,
+    inputs: &[Operand<CudaSlot>],
+    output: &Operand<CudaSlot>,
+) {
+    let mut times = Vec::with_capacity(20);
+    for rep in 0..23 {
+        let start = std::time::Instant::now();
+        be.execute(op, inputs, output).unwrap();
+        be.synchronize().unwrap();
+        if rep >= 3 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let t = times[times.len() / 2];
+    println!(
+        "timing {what}: {:.1} us, {:.2} TFLOP/s, {:.1} GB/s (median of 20, host clock)",
+        t * 1e6,
+        flops / t / 1e12,
+        bytes / t / 1e9
+    );
 }
 
 /// Places operands in one arena at 4-byte aligned but otherwise odd offsets (never 0, never
@@ -43,11 +80,19 @@ fn place(be: &mut CudaBackend, sizes: &[usize]) -> Vec<CudaSlot> {
         cursor += bytes.div_ceil(4) * 4 + 12;
     }
     let arena = be.alloc(cursor).expect("alloc arena");
-    offsets.iter().zip(sizes).map(|(&offset, &bytes)| be.sub_slot(&arena, offset, bytes)).collect()
+    offsets
+        .iter()
+        .zip(sizes)
+        .map(|(&offset, &bytes)| be.sub_slot(&arena, offset, bytes))
+        .collect()
 }
 
 fn operand(slot: &CudaSlot, dtype: DType, dims: &[usize]) -> Operand<CudaSlot> {
-    Operand { slot: slot.clone(), dtype, shape: Shape::new(dims) }
+    Operand {
+        slot: slot.clone(),
+        dtype,
+        shape: Shape::new(dims),
+    }
 }
 
 fn f32_tensor(data: &[f32], dims: &[usize]) -> Tensor {
@@ -60,12 +105,21 @@ fn bf16_tensor(data: &[f32], dims: &[usize]) -> Tensor {
 }
 
 /// Writes NaN over the output, runs `op`, waits, and reads the output back as f32.
-fn run(be: &mut CudaBackend, op: &Op, inputs: &[Operand<CudaSlot>], output: &Operand<CudaSlot>) -> Vec<f32> {
+fn run(
+    be: &mut CudaBackend,
+    op: &Op,
+    inputs: &[Operand<CudaSlot>],
+    output: &Operand<CudaSlot>,
+) -> Vec<f32> {
     let poison = vec![f32::NAN; output.shape.numel()];
-    be.write(&output.slot, &f32_tensor(&poison, output.shape.dims())).expect("poison output");
-    be.execute(op, inputs, output).unwrap_or_else(|e| panic!("{} failed: {e}", op.name()));
+    be.write(&output.slot, &f32_tensor(&poison, output.shape.dims()))
+        .expect("poison output");
+    be.execute(op, inputs, output)
+        .unwrap_or_else(|e| panic!("{} failed: {e}", op.name()));
     be.synchronize().expect("synchronize");
-    be.read(&output.slot, DType::F32, &output.shape).expect("read output").to_vec_f32()
+    be.read(&output.slot, DType::F32, &output.shape)
+        .expect("read output")
+        .to_vec_f32()
 }
 
 #[test]
@@ -73,11 +127,15 @@ fn new_without_a_device_is_an_error_not_a_panic() {
     let result = catch_unwind(|| CudaBackend::new(0)).expect("CudaBackend::new(0) panicked");
     if !driver_present() {
         let err = result.expect_err("no driver, yet CudaBackend::new succeeded");
-        assert!(matches!(&err, Error::Cuda(m) if m.contains("libcuda")), "unexpected error: {err}");
+        assert!(
+            matches!(&err, Error::Cuda(m) if m.contains("libcuda")),
+            "unexpected error: {err}"
+        );
         println!("without a driver: {err}");
     }
     // A device that cannot exist: an error with or without a driver, never a panic.
-    let result = catch_unwind(|| CudaBackend::new(1 << 20)).expect("CudaBackend::new(2^20) panicked");
+    let result =
+        catch_unwind(|| CudaBackend::new(1 << 20)).expect("CudaBackend::new(2^20) panicked");
     let err = result.expect_err("device 2^20 exists?");
     assert!(matches!(err, Error::Cuda(_)), "unexpected error: {err}");
 }
@@ -97,7 +155,10 @@ fn add_matches_reference() {
         (&[2, 999, 577], &[577]),
     ];
     for &(a_dims, b_dims) in cases {
-        let (n, b_len) = (a_dims.iter().product::<usize>(), b_dims.iter().product::<usize>());
+        let (n, b_len) = (
+            a_dims.iter().product::<usize>(),
+            b_dims.iter().product::<usize>(),
+        );
         let a = rng.vec(n, -2.0, 2.0);
         let b = rng.vec(b_len, -2.0, 2.0);
         let mut expected = vec![0.0; n];
@@ -106,10 +167,30 @@ fn add_matches_reference() {
         let slots = place(&mut be, &[4 * n, 4 * b_len, 4 * n]);
         be.write(&slots[0], &f32_tensor(&a, a_dims)).unwrap();
         be.write(&slots[1], &f32_tensor(&b, b_dims)).unwrap();
-        let inputs = [operand(&slots[0], DType::F32, a_dims), operand(&slots[1], DType::F32, b_dims)];
+        let inputs = [
+            operand(&slots[0], DType::F32, a_dims),
+            operand(&slots[1], DType::F32, b_dims),
+        ];
         let output = operand(&slots[2], DType::F32, a_dims);
         let actual = run(&mut be, &Op::Add, &inputs, &output);
-        assert_nmse(&format!("add {a_dims:?} + {b_dims:?}"), &actual, &expected, NMSE_F32_ELEMENTWISE);
+        assert_nmse(
+            &format!("add {a_dims:?} + {b_dims:?}"),
+            &actual,
+            &expected,
+            NMSE_F32_ELEMENTWISE,
+        );
+        if n > 1_000_000 {
+            let bytes = 4.0 * (2 * n + b_len) as f64;
+            time_op(
+                &mut be,
+                &format!("add {a_dims:?} + {b_dims:?}"),
+                n as f64,
+                bytes,
+                &Op::Add,
+                &inputs,
+                &output,
+            );
+        }
     }
 }
 
@@ -117,7 +198,12 @@ fn add_matches_reference() {
 fn rms_norm_matches_reference() {
     let Some(mut be) = backend() else { return };
     let mut rng = Rng::new(0x7e5);
-    let cases: &[(&[usize], f32)] = &[(&[5, 576], 1e-5), (&[3, 1000], 1e-6), (&[1, 1], 1e-5), (&[2, 3, 4099], 1e-6)];
+    let cases: &[(&[usize], f32)] = &[
+        (&[5, 576], 1e-5),
+        (&[3, 1000], 1e-6),
+        (&[1, 1], 1e-5),
+        (&[2, 3, 4099], 1e-6),
+    ];
     for &(dims, eps) in cases {
         let dim = *dims.last().unwrap();
         let n: usize = dims.iter().product();
@@ -135,16 +221,38 @@ fn rms_norm_matches_reference() {
             let w_slot = be.weight(&w_tensor).unwrap();
             let slots = place(&mut be, &[4 * n, 4 * n]);
             be.write(&slots[0], &f32_tensor(&x, dims)).unwrap();
-            let inputs = [operand(&slots[0], DType::F32, dims), operand(&w_slot, weight_dtype, &[dim])];
+            let inputs = [
+                operand(&slots[0], DType::F32, dims),
+                operand(&w_slot, weight_dtype, &[dim]),
+            ];
             let output = operand(&slots[1], DType::F32, dims);
             let actual = run(&mut be, &Op::RmsNorm { eps }, &inputs, &output);
-            assert_nmse(&format!("rms_norm {dims:?} weight {weight_dtype}"), &actual, &expected, NMSE_F32_REDUCTION);
+            let what = format!("rms_norm {dims:?} weight {weight_dtype}");
+            assert_nmse(&what, &actual, &expected, NMSE_F32_REDUCTION);
+            if n > 20_000 {
+                time_op(
+                    &mut be,
+                    &what,
+                    3.0 * n as f64,
+                    8.0 * n as f64,
+                    &Op::RmsNorm { eps },
+                    &inputs,
+                    &output,
+                );
+            }
         }
     }
 }
 
 /// One matmul case: x [batch.., k] @ w [n, k]^T (+ bias [n]) with weight (and bias) dtype.
-fn check_matmul(be: &mut CudaBackend, rng: &mut Rng, x_dims: &[usize], n: usize, bias: bool, weight_dtype: DType) {
+fn check_matmul(
+    be: &mut CudaBackend,
+    rng: &mut Rng,
+    x_dims: &[usize],
+    n: usize,
+    bias: bool,
+    weight_dtype: DType,
+) {
     let k = *x_dims.last().unwrap();
     let m: usize = x_dims[..x_dims.len() - 1].iter().product();
     let x = rng.vec(m * k, -1.0, 1.0);
@@ -178,15 +286,37 @@ fn check_matmul(be: &mut CudaBackend, rng: &mut Rng, x_dims: &[usize], n: usize,
     let actual = run(be, &Op::MatMul { has_bias: bias }, &inputs, &output);
     let what = format!("matmul x {x_dims:?} w [{n}, {k}] {weight_dtype} bias {bias}");
     assert_nmse(&what, &actual, &expected, NMSE_F32_REDUCTION);
-    println!("{what}: nmse {:e}", iris_kernels::testing::nmse(&actual, &expected));
+    println!(
+        "{what}: nmse {:e}",
+        iris_kernels::testing::nmse(&actual, &expected)
+    );
+    if m * n * k >= 100_000_000 {
+        let bytes = (4 * m * k + weight_dtype.size_in_bytes() * n * k + 4 * m * n) as f64;
+        let flops = 2.0 * (m * n * k) as f64;
+        time_op(
+            be,
+            &what,
+            flops,
+            bytes,
+            &Op::MatMul { has_bias: bias },
+            &inputs,
+            &output,
+        );
+    }
 }
 
 #[test]
 fn matmul_f32_matches_reference() {
     let Some(mut be) = backend() else { return };
     let mut rng = Rng::new(0x3a7);
-    let cases: &[(&[usize], usize)] =
-        &[(&[1, 1], 1), (&[17, 65], 33), (&[129, 511], 257), (&[1, 577, 768], 1024), (&[3, 64], 64), (&[1, 4096], 7)];
+    let cases: &[(&[usize], usize)] = &[
+        (&[1, 1], 1),
+        (&[17, 65], 33),
+        (&[129, 511], 257),
+        (&[1, 577, 768], 1024),
+        (&[3, 64], 64),
+        (&[1, 4096], 7),
+    ];
     for &(x_dims, n) in cases {
         for bias in [false, true] {
             check_matmul(&mut be, &mut rng, x_dims, n, bias, DType::F32);
@@ -198,7 +328,12 @@ fn matmul_f32_matches_reference() {
 fn matmul_bf16_weight_matches_reference() {
     let Some(mut be) = backend() else { return };
     let mut rng = Rng::new(0xbf16);
-    let cases: &[(&[usize], usize)] = &[(&[1, 1], 1), (&[17, 65], 33), (&[129, 511], 257), (&[577, 1024], 768)];
+    let cases: &[(&[usize], usize)] = &[
+        (&[1, 1], 1),
+        (&[17, 65], 33),
+        (&[129, 511], 257),
+        (&[577, 1024], 768),
+    ];
     for &(x_dims, n) in cases {
         for bias in [false, true] {
             check_matmul(&mut be, &mut rng, x_dims, n, bias, DType::BF16);
@@ -214,10 +349,16 @@ fn weights_upload_once_and_round_trip() {
     let tensor = bf16_tensor(&w, &[3, 5]);
     let first = be.weight(&tensor).unwrap();
     let again = be.weight(&tensor.clone()).unwrap();
-    assert!(first.same_buffer(&again), "the same weight was uploaded twice");
+    assert!(
+        first.same_buffer(&again),
+        "the same weight was uploaded twice"
+    );
     assert_eq!(be.uploaded_weights(), 1);
     let back = be.read(&first, DType::BF16, &Shape::new([3, 5])).unwrap();
-    assert_eq!(back.contiguous_bytes().unwrap(), tensor.contiguous_bytes().unwrap());
+    assert_eq!(
+        back.contiguous_bytes().unwrap(),
+        tensor.contiguous_bytes().unwrap()
+    );
     // A transposed view of the same storage is a different weight (materialized).
     let transposed = tensor.permute(&[1, 0]).unwrap();
     let t_slot = be.weight(&transposed).unwrap();
@@ -236,9 +377,18 @@ fn state_is_zeroed_shared_and_checked() {
     let data: Vec<f32> = (0..30).map(|i| i as f32 - 7.5).collect();
     be.write(&k_cache, &bf16_tensor(&data, &[2, 3, 5])).unwrap();
     let same = be.state("layer0.k", DType::BF16, &shape).unwrap();
-    assert_eq!(be.read(&same, DType::BF16, &shape).unwrap().to_vec_f32(), data);
-    assert!(matches!(be.state("layer0.k", DType::F32, &shape), Err(Error::DTypeMismatch { .. })));
-    assert!(matches!(be.state("layer0.k", DType::BF16, &Shape::new([30])), Err(Error::ShapeMismatch { .. })));
+    assert_eq!(
+        be.read(&same, DType::BF16, &shape).unwrap().to_vec_f32(),
+        data
+    );
+    assert!(matches!(
+        be.state("layer0.k", DType::F32, &shape),
+        Err(Error::DTypeMismatch { .. })
+    ));
+    assert!(matches!(
+        be.state("layer0.k", DType::BF16, &Shape::new([30])),
+        Err(Error::ShapeMismatch { .. })
+    ));
 }
 
 #[test]
@@ -248,8 +398,19 @@ fn unsupported_and_invalid_ops_are_errors() {
     let x = operand(&slots[0], DType::F32, &[4, 16]);
     let y = operand(&slots[1], DType::F32, &[4, 16]);
     let out = operand(&slots[2], DType::F32, &[4, 16]);
-    let err = be.execute(&Op::Softmax, &[x.clone()], &out).unwrap_err();
-    assert!(matches!(err, Error::Unsupported { backend: "cuda", .. }), "{err}");
+    let err = be
+        .execute(&Op::Softmax, std::slice::from_ref(&x), &out)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Unsupported {
+                backend: "cuda",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let half = operand(&slots[1], DType::BF16, &[4, 16]);
     let err = be.execute(&Op::Add, &[x.clone(), half], &out).unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err}");
@@ -258,15 +419,64 @@ fn unsupported_and_invalid_ops_are_errors() {
     assert!(be.execute(&Op::Add, &[x.clone(), bad_b], &out).is_err());
     // Output shape wrong.
     let bad_out = operand(&slots[2], DType::F32, &[4, 8]);
-    assert!(matches!(be.execute(&Op::Add, &[x.clone(), y.clone()], &bad_out), Err(Error::ShapeMismatch { .. })));
+    assert!(matches!(
+        be.execute(&Op::Add, &[x.clone(), y.clone()], &bad_out),
+        Err(Error::ShapeMismatch { .. })
+    ));
     // Slot too small for the operand it claims to hold.
     let small = be.sub_slot(&slots[2], 0, 16);
     let small_out = operand(&small, DType::F32, &[4, 16]);
-    assert!(matches!(be.execute(&Op::Add, &[x.clone(), y.clone()], &small_out), Err(Error::InvalidOp { .. })));
+    assert!(matches!(
+        be.execute(&Op::Add, &[x.clone(), y.clone()], &small_out),
+        Err(Error::InvalidOp { .. })
+    ));
     // MatMul weight whose K disagrees with x.
     let w = operand(&slots[1], DType::F32, &[4, 15]);
-    assert!(be.execute(&Op::MatMul { has_bias: false }, &[x.clone(), w], &out).is_err());
+    assert!(be
+        .execute(&Op::MatMul { has_bias: false }, &[x.clone(), w], &out)
+        .is_err());
     // Wrong operand count.
     assert!(be.execute(&Op::RmsNorm { eps: 1e-5 }, &[x], &out).is_err());
     be.synchronize().unwrap();
+}
+
+/// The whole op-level harness through the graph executor: every case the CUDA backend
+/// implements must match the CPU reference; the rest are listed as skipped.
+#[test]
+fn op_harness_through_the_executor_matches_cpu_reference() {
+    use iris_runtime::op_cases::{compare_backend, CaseOutcome};
+    let Some(mut be) = backend() else { return };
+    let reports = compare_backend(&mut be, 2026).expect("harness ran");
+    let (mut passed, mut skipped, mut failed) = (0, 0, Vec::new());
+    for report in &reports {
+        match &report.outcome {
+            CaseOutcome::Passed { nmse } => {
+                passed += 1;
+                println!(
+                    "pass  {:<60} nmse {nmse:.2e} (<= {:.0e})",
+                    report.name, report.threshold
+                );
+            }
+            CaseOutcome::Skipped(what) => {
+                skipped += 1;
+                println!("skip  {:<60} unsupported: {what}", report.name);
+            }
+            CaseOutcome::Failed { nmse, max_abs } => {
+                println!(
+                    "FAIL  {:<60} nmse {nmse:.2e} max abs {max_abs:.2e}",
+                    report.name
+                );
+                failed.push(report.name.clone());
+            }
+        }
+    }
+    println!(
+        "op harness on cuda: {passed} passed, {skipped} skipped, {} failed",
+        failed.len()
+    );
+    assert!(failed.is_empty(), "cases failed: {failed:?}");
+    assert!(
+        passed >= 20,
+        "the CUDA backend should cover add, rms_norm and matmul cases"
+    );
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use half::{bf16, f16};
 use iris_kernels::cpu::reference::{self as r, AttentionParams, Conv2dParams, KvStrides};
 use iris_kernels::testing::{
-    assert_nmse, NMSE_F32_ELEMENTWISE as ELEMENTWISE, NMSE_F32_REDUCTION as REDUCTION,
+    max_abs_diff, nmse, NMSE_F32_ELEMENTWISE as ELEMENTWISE, NMSE_F32_REDUCTION as REDUCTION,
 };
 use iris_kernels::WeightSlice;
 use safetensors::{Dtype, SafeTensors};
@@ -75,7 +75,10 @@ impl Fixture {
             .clone();
         let cases = match serde_json::from_str::<Value>(&cases_json) {
             Ok(Value::Object(map)) => map,
-            other => panic!("{}: `cases` is not a JSON object: {other:?}", path.display()),
+            other => panic!(
+                "{}: `cases` is not a JSON object: {other:?}",
+                path.display()
+            ),
         };
         Fixture {
             file: file.to_string(),
@@ -149,8 +152,7 @@ impl Fixture {
     fn f32_param(&self, case: &str, key: &str) -> f32 {
         self.param(case, key)
             .as_f64()
-            .unwrap_or_else(|| panic!("{}: {case}.{key} is not a number", self.file))
-            as f32
+            .unwrap_or_else(|| panic!("{}: {case}.{key} is not a number", self.file)) as f32
     }
 
     fn bool(&self, case: &str, key: &str) -> bool {
@@ -176,6 +178,20 @@ impl Fixture {
 // ---------------------------------------------------------------------------------------
 // Per-op checks.
 // ---------------------------------------------------------------------------------------
+
+/// `testing::assert_nmse`, printing the NMSE and max abs diff first when
+/// `IRIS_FIXTURE_VERBOSE` is set (`IRIS_FIXTURE_VERBOSE=1 cargo test --test
+/// reference_fixtures -- --nocapture` lists how close every case is).
+fn assert_nmse(what: &str, actual: &[f32], expected: &[f32], threshold: f64) {
+    if std::env::var_os("IRIS_FIXTURE_VERBOSE").is_some() {
+        eprintln!(
+            "{what}: NMSE {:.3e} (threshold {threshold:e}), max abs diff {:.3e}",
+            nmse(actual, expected),
+            max_abs_diff(actual, expected)
+        );
+    }
+    iris_kernels::testing::assert_nmse(what, actual, expected, threshold);
+}
 
 fn check_activation(case: &str, f: fn(&[f32], &mut [f32])) {
     let fx = Fixture::load("activations");
@@ -234,7 +250,11 @@ fn check_matmul(case: &str) {
     let w = fx.weights(case, "weight");
     let b = fx.opt_weights(case, "bias");
     let expected = fx.f32(case, "expected");
-    let (m, n, k) = (fx.usize(case, "m"), fx.usize(case, "n"), fx.usize(case, "k"));
+    let (m, n, k) = (
+        fx.usize(case, "m"),
+        fx.usize(case, "n"),
+        fx.usize(case, "k"),
+    );
     assert_eq!(fx.shape(case, "weight"), vec![n, k]);
     let mut out = vec![f32::NAN; m * n];
     r::matmul(
@@ -272,7 +292,12 @@ fn check_rope(case: &str) {
 
     // The inverse frequencies, against transformers' float32 computation.
     let inv_freq = r::rope_inv_freq(rotary_dim, theta);
-    assert_eq!(inv_freq.len(), rotary_dim / 2, "{}: inv_freq length", fx.what(case));
+    assert_eq!(
+        inv_freq.len(),
+        rotary_dim / 2,
+        "{}: inv_freq length",
+        fx.what(case)
+    );
     assert_nmse(
         &format!("{} (rope_inv_freq)", fx.what(case)),
         &inv_freq,
@@ -380,8 +405,16 @@ fn check_conv2d(case: &str) {
         stride: fx.pair(case, "stride"),
         padding: fx.pair(case, "padding"),
     };
-    assert_eq!(p.out_height(), fx.usize(case, "out_height"), "{case}: out_height");
-    assert_eq!(p.out_width(), fx.usize(case, "out_width"), "{case}: out_width");
+    assert_eq!(
+        p.out_height(),
+        fx.usize(case, "out_height"),
+        "{case}: out_height"
+    );
+    assert_eq!(
+        p.out_width(),
+        fx.usize(case, "out_width"),
+        "{case}: out_width"
+    );
     let mut out = vec![f32::NAN; expected.len()];
     r::conv2d(&x, w.slice(), b.as_ref().map(Weights::slice), &p, &mut out);
     assert_nmse(&fx.what(case), &out, &expected, REDUCTION);

@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
         match store.get(name) {
             Ok(tensor) => {
                 assert_eq!(tensor.numel(), info.numel());
-                assert_eq!(tensor.contiguous_bytes().expect("contiguous").len(), bytes.len());
+                assert_eq!(
+                    tensor.contiguous_bytes().expect("contiguous").len(),
+                    bytes.len()
+                );
                 // Read every element (exercises the shape and storage arithmetic).
                 let values = tensor.to_vec_f32();
                 assert_eq!(values.len(), info.numel());

@@ -14,10 +14,16 @@ use serde_json::{Map, Value};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: cannot read: {error}", .path.display())]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     /// Not JSON; serde_json's message carries the line and column.
     #[error("{}: invalid JSON: {error}", .path.display())]
-    Json { path: PathBuf, error: serde_json::Error },
+    Json {
+        path: PathBuf,
+        error: serde_json::Error,
+    },
     #[error("{}: expected a JSON object, found {found}", .path.display())]
     NotObject { path: PathBuf, found: &'static str },
 }
@@ -46,9 +52,10 @@ impl Sizes {
         let uint = |key: &str| object.get(key).and_then(Value::as_u64);
         let string = |key: &str| object.get(key).and_then(Value::as_str).map(str::to_string);
         // Newer transformers nest rope_theta under `rope_parameters`.
-        let rope_theta = object.get("rope_theta").and_then(Value::as_f64).or_else(|| {
-            object.get("rope_parameters")?.get("rope_theta")?.as_f64()
-        });
+        let rope_theta = object
+            .get("rope_theta")
+            .and_then(Value::as_f64)
+            .or_else(|| object.get("rope_parameters")?.get("rope_theta")?.as_f64());
         Sizes {
             model_type: string("model_type"),
             hidden_size: uint("hidden_size"),
@@ -113,8 +120,10 @@ impl ConfigSummary {
     /// Reads and summarises the `config.json` at `path`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read(path)
-            .map_err(|error| ConfigError::Io { path: path.to_path_buf(), error })?;
+        let text = std::fs::read(path).map_err(|error| ConfigError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
         Self::from_json(path, &text)
     }
 
@@ -126,17 +135,32 @@ impl ConfigSummary {
             Err(error) => return Err(ConfigError::Json { path, error }),
         };
         let Value::Object(object) = value else {
-            return Err(ConfigError::NotObject { path, found: kind(&value) });
+            return Err(ConfigError::NotObject {
+                path,
+                found: kind(&value),
+            });
         };
         let architectures = match object.get("architectures") {
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
             Some(Value::String(s)) => vec![s.clone()],
             _ => Vec::new(),
         };
-        let sub = |key: &str| object.get(key).and_then(Value::as_object).map(Sizes::from_object);
+        let sub = |key: &str| {
+            object
+                .get(key)
+                .and_then(Value::as_object)
+                .map(Sizes::from_object)
+        };
         Ok(ConfigSummary {
             architectures,
-            model_type: object.get("model_type").and_then(Value::as_str).map(str::to_string),
+            model_type: object
+                .get("model_type")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             model: Sizes::from_object(&object),
             text: sub("text_config"),
             vision: sub("vision_config"),
@@ -238,7 +262,10 @@ mod tests {
         assert_eq!(s.model.hidden_size, None);
         assert_eq!(s.text_sizes().num_hidden_layers, Some(32));
         let shown = s.to_string();
-        assert!(shown.contains("vision_config:\n  model_type: clip_vision_model"), "{shown}");
+        assert!(
+            shown.contains("vision_config:\n  model_type: clip_vision_model"),
+            "{shown}"
+        );
         assert!(shown.contains("  image_size: 336"), "{shown}");
     }
 
@@ -256,13 +283,26 @@ mod tests {
 
     #[test]
     fn malformed_json_names_file_line_and_column() {
-        let err = ConfigSummary::from_json("/m/config.json", b"{\n  \"hidden_size\": 4096,\n}").unwrap_err();
+        let err = ConfigSummary::from_json("/m/config.json", b"{\n  \"hidden_size\": 4096,\n}")
+            .unwrap_err();
         assert!(matches!(err, ConfigError::Json { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.contains("/m/config.json") && msg.contains("line 3 column 1"), "{msg}");
+        assert!(
+            msg.contains("/m/config.json") && msg.contains("line 3 column 1"),
+            "{msg}"
+        );
 
         let err = ConfigSummary::from_json("/m/config.json", b"[1]").unwrap_err();
-        assert!(matches!(err, ConfigError::NotObject { found: "an array", .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                ConfigError::NotObject {
+                    found: "an array",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("/m/config.json"));
     }
 
@@ -270,6 +310,9 @@ mod tests {
     fn missing_file_names_the_path() {
         let err = ConfigSummary::from_file("/nonexistent/iris/config.json").unwrap_err();
         assert!(matches!(err, ConfigError::Io { .. }), "{err:?}");
-        assert!(err.to_string().contains("/nonexistent/iris/config.json"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/iris/config.json"),
+            "{err}"
+        );
     }
 }

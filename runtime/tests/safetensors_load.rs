@@ -23,13 +23,23 @@ struct Spec {
 
 fn spec<T: bytemuck::Pod>(name: &str, dtype: Dtype, shape: &[usize], values: &[T]) -> Spec {
     assert_eq!(values.len(), shape.iter().product::<usize>());
-    Spec { name: name.to_string(), dtype, shape: shape.to_vec(), bytes: bytemuck::cast_slice(values).to_vec() }
+    Spec {
+        name: name.to_string(),
+        dtype,
+        shape: shape.to_vec(),
+        bytes: bytemuck::cast_slice(values).to_vec(),
+    }
 }
 
 fn write_file(path: &Path, specs: &[Spec], metadata: Option<HashMap<String, String>>) {
     let views: Vec<(&str, TensorView)> = specs
         .iter()
-        .map(|s| (s.name.as_str(), TensorView::new(s.dtype, s.shape.clone(), &s.bytes).unwrap()))
+        .map(|s| {
+            (
+                s.name.as_str(),
+                TensorView::new(s.dtype, s.shape.clone(), &s.bytes).unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, &metadata, path).unwrap();
 }
@@ -39,20 +49,42 @@ fn all_dtypes(rng: &mut StdRng) -> Vec<Spec> {
     let n = |shape: &[usize]| shape.iter().product::<usize>();
     let nonzero_f32 = |rng: &mut StdRng| {
         let v: f32 = rng.gen_range(0.05..4.0);
-        if rng.gen() { v } else { -v }
+        if rng.gen() {
+            v
+        } else {
+            -v
+        }
     };
     let (s_f32, s_f16, s_bf16, s_i32, s_i64, s_u8) =
         ([3, 5, 7], [13, 3], [1, 17, 5], [11], [2, 3, 5, 7], [9, 31]);
     let f32s: Vec<f32> = (0..n(&s_f32)).map(|_| nonzero_f32(rng)).collect();
-    let f16s: Vec<f16> = (0..n(&s_f16)).map(|_| f16::from_f32(nonzero_f32(rng))).collect();
-    let bf16s: Vec<bf16> = (0..n(&s_bf16)).map(|_| bf16::from_f32(nonzero_f32(rng))).collect();
-    let i32s: Vec<i32> = (0..n(&s_i32)).map(|_| rng.gen_range(1..i32::MAX) * if rng.gen() { 1 } else { -1 }).collect();
-    let i64s: Vec<i64> = (0..n(&s_i64)).map(|_| rng.gen_range(1..i64::MAX) * if rng.gen() { 1 } else { -1 }).collect();
+    let f16s: Vec<f16> = (0..n(&s_f16))
+        .map(|_| f16::from_f32(nonzero_f32(rng)))
+        .collect();
+    let bf16s: Vec<bf16> = (0..n(&s_bf16))
+        .map(|_| bf16::from_f32(nonzero_f32(rng)))
+        .collect();
+    let i32s: Vec<i32> = (0..n(&s_i32))
+        .map(|_| rng.gen_range(1..i32::MAX) * if rng.gen() { 1 } else { -1 })
+        .collect();
+    let i64s: Vec<i64> = (0..n(&s_i64))
+        .map(|_| rng.gen_range(1..i64::MAX) * if rng.gen() { 1 } else { -1 })
+        .collect();
     let u8s: Vec<u8> = (0..n(&s_u8)).map(|_| rng.gen_range(1..=255)).collect();
     vec![
         spec("vision.patch_embed.weight", Dtype::F32, &s_f32, &f32s),
-        spec("model.layers.0.mlp.up_proj.weight", Dtype::F16, &s_f16, &f16s),
-        spec("model.layers.0.self_attn.q_proj.weight", Dtype::BF16, &s_bf16, &bf16s),
+        spec(
+            "model.layers.0.mlp.up_proj.weight",
+            Dtype::F16,
+            &s_f16,
+            &f16s,
+        ),
+        spec(
+            "model.layers.0.self_attn.q_proj.weight",
+            Dtype::BF16,
+            &s_bf16,
+            &bf16s,
+        ),
         spec("token_ids", Dtype::I32, &s_i32, &i32s),
         spec("positions", Dtype::I64, &s_i64, &i64s),
         spec("pixels", Dtype::U8, &s_u8, &u8s),
@@ -92,7 +124,10 @@ fn check_all(store: &WeightStore, specs: &[Spec]) {
         assert_eq!(t.dims(), &s.shape[..]);
         assert!(t.is_mapped() && t.is_contiguous());
         assert_eq!(t.contiguous_bytes().unwrap(), &s.bytes[..], "{}", s.name);
-        assert!(s.bytes.iter().any(|&b| b != 0), "test data must not be zeros");
+        assert!(
+            s.bytes.iter().any(|&b| b != 0),
+            "test data must not be zeros"
+        );
         match dtype {
             DType::F32 => assert_values::<f32>(&t, s),
             DType::F16 => assert_values::<f16>(&t, s),
@@ -116,7 +151,13 @@ fn round_trip_of_every_dtype() {
     let store = WeightStore::open(&path).unwrap();
     check_all(&store, &specs);
     assert_eq!(store.files().len(), 1);
-    assert_eq!(store.files()[0].metadata().get("format").map(String::as_str), Some("pt"));
+    assert_eq!(
+        store.files()[0]
+            .metadata()
+            .get("format")
+            .map(String::as_str),
+        Some("pt")
+    );
 
     // The same bytes through the in-memory path.
     let file = SafetensorsFile::from_bytes("all.safetensors", &fs::read(&path).unwrap()).unwrap();
@@ -137,7 +178,11 @@ fn tensors_point_into_the_mapping() {
     for s in &specs {
         let t = file.get(&s.name).unwrap();
         let ptr = t.data_ptr() as usize;
-        assert!(range.contains(&ptr), "{} at {ptr:#x} is outside the map {range:x?}", s.name);
+        assert!(
+            range.contains(&ptr),
+            "{} at {ptr:#x} is outside the map {range:x?}",
+            s.name
+        );
         assert!(ptr + s.bytes.len() <= range.end);
         match &**t.storage() {
             CpuStorage::Mapped { map: m, .. } => assert!(std::sync::Arc::ptr_eq(m, map)),
@@ -169,13 +214,20 @@ fn sharded_folder_with_index() {
         .collect();
     let total: usize = specs.iter().map(|s| s.bytes.len()).sum();
     let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
-    fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
     fs::write(dir.path().join("config.json"), "{}").unwrap();
 
     let store = WeightStore::open(dir.path()).unwrap();
     check_all(&store, &specs);
     assert_eq!(store.files().len(), 2);
-    assert!(store.index_path().unwrap().ends_with("model.safetensors.index.json"));
+    assert!(store
+        .index_path()
+        .unwrap()
+        .ends_with("model.safetensors.index.json"));
     assert_eq!(store.index_metadata().unwrap()["total_size"], total);
     assert!(store.info(&specs[5].name).unwrap().file.ends_with(shard2));
     assert!(store.info(&specs[0].name).unwrap().file.ends_with(shard1));
@@ -204,13 +256,20 @@ fn tensor_with_a_zero_sized_dim() {
     let path = dir.path().join("empty_dim.safetensors");
     let values = [1.5f32, -2.25, 3.0];
     let specs = [
-        Spec { name: "empty".into(), dtype: Dtype::F32, shape: vec![4, 0, 3], bytes: vec![] },
+        Spec {
+            name: "empty".into(),
+            dtype: Dtype::F32,
+            shape: vec![4, 0, 3],
+            bytes: vec![],
+        },
         spec("scalar", Dtype::F32, &[], &values[..1]),
         spec("after", Dtype::F32, &[3], &values),
     ];
     write_file(&path, &specs, None);
     let store = WeightStore::open(&path).unwrap();
-    let empty = store.get_expect("empty", Some(DType::F32), &[4, 0, 3]).unwrap();
+    let empty = store
+        .get_expect("empty", Some(DType::F32), &[4, 0, 3])
+        .unwrap();
     assert_eq!(empty.numel(), 0);
     assert_eq!(store.info("empty").unwrap().byte_len(), 0);
     assert!(empty.to_vec_f32().is_empty());

@@ -34,9 +34,15 @@ fn open_err(case: &str, bytes: &[u8], names: &[&str]) -> LoadError {
         assert!(msg.contains(name), "message does not name `{name}`: {msg}");
     }
     let mem = SafetensorsFile::from_bytes(&file, bytes).expect_err("malformed bytes parsed");
-    assert_eq!(mem.to_string(), msg.replace(&path.display().to_string(), &file));
+    assert_eq!(
+        mem.to_string(),
+        msg.replace(&path.display().to_string(), &file)
+    );
     // The runtime's umbrella error shows the same message.
-    assert_eq!(iris_runtime::Error::from(mem).to_string(), msg.replace(&path.display().to_string(), &file));
+    assert_eq!(
+        iris_runtime::Error::from(mem).to_string(),
+        msg.replace(&path.display().to_string(), &file)
+    );
     err
 }
 
@@ -55,7 +61,17 @@ fn header_length_past_end_of_file() {
     let mut bytes = 1000u64.to_le_bytes().to_vec();
     bytes.extend_from_slice(b"{}");
     let err = open_err("past_end", &bytes, &["1000"]);
-    assert!(matches!(err, LoadError::HeaderPastEnd { header_len: 1000, file_len: 10, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            LoadError::HeaderPastEnd {
+                header_len: 1000,
+                file_len: 10,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     // A length so large that `8 + len` would overflow.
     let err = open_err("huge_len", &u64::MAX.to_le_bytes(), &[]);
     assert!(matches!(err, LoadError::HeaderPastEnd { .. }), "{err:?}");
@@ -89,7 +105,11 @@ fn header_not_utf8() {
 
 #[test]
 fn header_not_json() {
-    let err = open_err("not_json", &st_bytes(r#"{"w": {"dtype": "F32",,}}"#, &[]), &["line 1 column"]);
+    let err = open_err(
+        "not_json",
+        &st_bytes(r#"{"w": {"dtype": "F32",,}}"#, &[]),
+        &["line 1 column"],
+    );
     assert!(matches!(err, LoadError::HeaderJson { .. }), "{err:?}");
     let err = open_err("truncated_json", &st_bytes(r#"{"w": "#, &[]), &["line 1"]);
     assert!(matches!(err, LoadError::HeaderJson { .. }), "{err:?}");
@@ -120,9 +140,17 @@ fn entry_missing_a_field() {
     for (field, entry) in cases {
         let header = format!(r#"{{"layer.{field}_less": {entry}}}"#);
         let tensor = format!("layer.{field}_less");
-        let err = open_err(&format!("missing_{field}"), &st_bytes(&header, &[0; 8]), &[&tensor, field]);
+        let err = open_err(
+            &format!("missing_{field}"),
+            &st_bytes(&header, &[0; 8]),
+            &[&tensor, field],
+        );
         match err {
-            LoadError::MissingField { field: f, ref tensor, .. } => {
+            LoadError::MissingField {
+                field: f,
+                ref tensor,
+                ..
+            } => {
                 assert_eq!(f, field);
                 assert_eq!(tensor, &format!("layer.{field}_less"));
             }
@@ -134,28 +162,64 @@ fn entry_missing_a_field() {
 #[test]
 fn entry_field_of_the_wrong_form() {
     let cases = [
-        ("dtype", r#"{"dtype": 32, "shape": [2], "data_offsets": [0, 8]}"#),
-        ("shape", r#"{"dtype": "F32", "shape": 2, "data_offsets": [0, 8]}"#),
-        ("shape", r#"{"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}"#),
-        ("shape", r#"{"dtype": "F32", "shape": [2.5], "data_offsets": [0, 8]}"#),
-        ("data_offsets", r#"{"dtype": "F32", "shape": [2], "data_offsets": [8]}"#),
-        ("data_offsets", r#"{"dtype": "F32", "shape": [2], "data_offsets": [0, -8]}"#),
-        ("data_offsets", r#"{"dtype": "F32", "shape": [2], "data_offsets": [0, 8, 16]}"#),
+        (
+            "dtype",
+            r#"{"dtype": 32, "shape": [2], "data_offsets": [0, 8]}"#,
+        ),
+        (
+            "shape",
+            r#"{"dtype": "F32", "shape": 2, "data_offsets": [0, 8]}"#,
+        ),
+        (
+            "shape",
+            r#"{"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}"#,
+        ),
+        (
+            "shape",
+            r#"{"dtype": "F32", "shape": [2.5], "data_offsets": [0, 8]}"#,
+        ),
+        (
+            "data_offsets",
+            r#"{"dtype": "F32", "shape": [2], "data_offsets": [8]}"#,
+        ),
+        (
+            "data_offsets",
+            r#"{"dtype": "F32", "shape": [2], "data_offsets": [0, -8]}"#,
+        ),
+        (
+            "data_offsets",
+            r#"{"dtype": "F32", "shape": [2], "data_offsets": [0, 8, 16]}"#,
+        ),
     ];
     for (i, (field, entry)) in cases.into_iter().enumerate() {
         let header = format!(r#"{{"odd.tensor": {entry}}}"#);
-        let err = open_err(&format!("wrong_form_{i}"), &st_bytes(&header, &[0; 8]), &["odd.tensor", field]);
-        assert!(matches!(err, LoadError::InvalidField { field: f, .. } if f == field), "{err:?}");
+        let err = open_err(
+            &format!("wrong_form_{i}"),
+            &st_bytes(&header, &[0; 8]),
+            &["odd.tensor", field],
+        );
+        assert!(
+            matches!(err, LoadError::InvalidField { field: f, .. } if f == field),
+            "{err:?}"
+        );
     }
 }
 
 #[test]
 fn metadata_not_a_string_map() {
     let header = format!(r#"{{"__metadata__": {{"format": "pt", "step": 5}}, {GOOD_ENTRY}}}"#);
-    let err = open_err("metadata_number", &st_bytes(&header, &[0; 8]), &["__metadata__", "step"]);
+    let err = open_err(
+        "metadata_number",
+        &st_bytes(&header, &[0; 8]),
+        &["__metadata__", "step"],
+    );
     assert!(matches!(err, LoadError::InvalidMetadata { .. }), "{err:?}");
     let header = format!(r#"{{"__metadata__": ["pt"], {GOOD_ENTRY}}}"#);
-    let err = open_err("metadata_array", &st_bytes(&header, &[0; 8]), &["__metadata__"]);
+    let err = open_err(
+        "metadata_array",
+        &st_bytes(&header, &[0; 8]),
+        &["__metadata__"],
+    );
     assert!(matches!(err, LoadError::InvalidMetadata { .. }), "{err:?}");
 }
 
@@ -163,7 +227,17 @@ fn metadata_not_a_string_map() {
 fn data_offsets_reversed() {
     let header = r#"{"rev.weight": {"dtype": "U8", "shape": [4], "data_offsets": [8, 4]}}"#;
     let err = open_err("reversed", &st_bytes(header, &[0; 8]), &["rev.weight"]);
-    assert!(matches!(err, LoadError::ReversedOffsets { start: 8, end: 4, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            LoadError::ReversedOffsets {
+                start: 8,
+                end: 4,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -171,12 +245,29 @@ fn data_offsets_past_the_data_section() {
     let header = format!(
         r#"{{{GOOD_ENTRY}, "far.weight": {{"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}}}"#
     );
-    let err = open_err("out_of_range", &st_bytes(&header, &[0; 12]), &["far.weight", "12 bytes"]);
-    assert!(matches!(err, LoadError::OffsetsOutOfRange { end: 16, data_len: 12, .. }), "{err:?}");
+    let err = open_err(
+        "out_of_range",
+        &st_bytes(&header, &[0; 12]),
+        &["far.weight", "12 bytes"],
+    );
+    assert!(
+        matches!(
+            err,
+            LoadError::OffsetsOutOfRange {
+                end: 16,
+                data_len: 12,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     // Offsets near u64::MAX must not wrap.
     let header = r#"{"wrap.weight": {"dtype": "U8", "shape": [1], "data_offsets": [18446744073709551615, 18446744073709551615]}}"#;
     let err = open_err("offset_wrap", &st_bytes(header, &[0; 4]), &["wrap.weight"]);
-    assert!(matches!(err, LoadError::OffsetsOutOfRange { .. }), "{err:?}");
+    assert!(
+        matches!(err, LoadError::OffsetsOutOfRange { .. }),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -185,7 +276,11 @@ fn overlapping_tensors() {
         "a.weight": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
         "b.weight": {"dtype": "F32", "shape": [2], "data_offsets": [12, 20]}
     }"#;
-    let err = open_err("overlap", &st_bytes(header, &[0; 20]), &["a.weight", "b.weight"]);
+    let err = open_err(
+        "overlap",
+        &st_bytes(header, &[0; 20]),
+        &["a.weight", "b.weight"],
+    );
     assert!(matches!(err, LoadError::Overlap { .. }), "{err:?}");
     // One tensor inside another, listed first.
     let header = r#"{
@@ -209,14 +304,32 @@ fn zero_sized_tensors_do_not_overlap() {
 #[test]
 fn byte_size_not_matching_dtype_and_shape() {
     let header = r#"{"proj.weight": {"dtype": "BF16", "shape": [3, 5], "data_offsets": [0, 32]}}"#;
-    let err = open_err("size_mismatch", &st_bytes(header, &[0; 32]), &["proj.weight", "30", "32"]);
-    assert!(matches!(err, LoadError::SizeMismatch { expected: 30, actual: 32, .. }), "{err:?}");
+    let err = open_err(
+        "size_mismatch",
+        &st_bytes(header, &[0; 32]),
+        &["proj.weight", "30", "32"],
+    );
+    assert!(
+        matches!(
+            err,
+            LoadError::SizeMismatch {
+                expected: 30,
+                actual: 32,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn shape_product_overflow() {
     let header = r#"{"huge.weight": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}}"#;
-    let err = open_err("overflow", &st_bytes(header, &[]), &["huge.weight", "overflow"]);
+    let err = open_err(
+        "overflow",
+        &st_bytes(header, &[]),
+        &["huge.weight", "overflow"],
+    );
     assert!(matches!(err, LoadError::SizeOverflow { .. }), "{err:?}");
     // Element count fits, byte count does not.
     let header = r#"{"wide.weight": {"dtype": "F64", "shape": [4611686018427387904], "data_offsets": [0, 0]}}"#;
@@ -232,17 +345,30 @@ fn shape_product_overflow() {
 #[test]
 fn sub_byte_dtype_with_a_partial_byte() {
     let header = r#"{"packed": {"dtype": "F4", "shape": [3], "data_offsets": [0, 2]}}"#;
-    let err = open_err("partial_byte", &st_bytes(header, &[0; 2]), &["packed", "F4"]);
+    let err = open_err(
+        "partial_byte",
+        &st_bytes(header, &[0; 2]),
+        &["packed", "F4"],
+    );
     assert!(matches!(err, LoadError::PartialByte { .. }), "{err:?}");
 }
 
 #[test]
 fn unknown_dtype_string() {
     for (i, dtype) in ["Q4_K", "f32", "F8_E4M3X", ""].into_iter().enumerate() {
-        let header = format!(r#"{{"quant.weight": {{"dtype": "{dtype}", "shape": [2], "data_offsets": [0, 2]}}}}"#);
+        let header = format!(
+            r#"{{"quant.weight": {{"dtype": "{dtype}", "shape": [2], "data_offsets": [0, 2]}}}}"#
+        );
         let quoted = format!("`{dtype}`");
-        let err = open_err(&format!("unknown_dtype_{i}"), &st_bytes(&header, &[0; 2]), &["quant.weight", &quoted]);
-        assert!(matches!(err, LoadError::UnknownDType { dtype: ref d, .. } if d == dtype), "{err:?}");
+        let err = open_err(
+            &format!("unknown_dtype_{i}"),
+            &st_bytes(&header, &[0; 2]),
+            &["quant.weight", &quoted],
+        );
+        assert!(
+            matches!(err, LoadError::UnknownDType { dtype: ref d, .. } if d == dtype),
+            "{err:?}"
+        );
     }
 }
 
@@ -256,16 +382,37 @@ fn valid_dtypes_iris_does_not_hold_are_listed_but_not_loaded() {
         "ok": {"dtype": "U8", "shape": [2], "data_offsets": [22, 24]}
     }"#;
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "exotic.safetensors", &st_bytes(header, &[7; 24]));
+    let path = write(
+        dir.path(),
+        "exotic.safetensors",
+        &st_bytes(header, &[7; 24]),
+    );
     let store = WeightStore::open(&path).unwrap();
-    assert_eq!(store.names().collect::<Vec<_>>(), ["f64", "i8", "mask", "fp8", "ok"]);
-    for (name, dtype) in [("f64", FileDType::F64), ("i8", FileDType::I8), ("mask", FileDType::BOOL), ("fp8", FileDType::F8_E4M3)] {
+    assert_eq!(
+        store.names().collect::<Vec<_>>(),
+        ["f64", "i8", "mask", "fp8", "ok"]
+    );
+    for (name, dtype) in [
+        ("f64", FileDType::F64),
+        ("i8", FileDType::I8),
+        ("mask", FileDType::BOOL),
+        ("fp8", FileDType::F8_E4M3),
+    ] {
         assert_eq!(store.info(name).unwrap().dtype, dtype);
-        assert_eq!(store.bytes(name).unwrap().len(), store.info(name).unwrap().byte_len());
+        assert_eq!(
+            store.bytes(name).unwrap().len(),
+            store.info(name).unwrap().byte_len()
+        );
         let err = store.get(name).unwrap_err();
-        assert!(matches!(err, LoadError::UnsupportedDType { dtype: d, .. } if d == dtype), "{err:?}");
+        assert!(
+            matches!(err, LoadError::UnsupportedDType { dtype: d, .. } if d == dtype),
+            "{err:?}"
+        );
         let msg = err.to_string();
-        assert!(msg.contains("exotic.safetensors") && msg.contains(&format!("`{name}`")), "{msg}");
+        assert!(
+            msg.contains("exotic.safetensors") && msg.contains(&format!("`{name}`")),
+            "{msg}"
+        );
         assert!(msg.contains(dtype.name()), "{msg}");
     }
     assert_eq!(store.get("ok").unwrap().to_vec_f32(), [7.0, 7.0]);
@@ -279,7 +426,10 @@ fn duplicate_tensor_names() {
         "dup.weight": {"dtype": "U8", "shape": [2], "data_offsets": [4, 6]}
     }"#;
     let err = open_err("duplicate", &st_bytes(header, &[0; 6]), &["dup.weight"]);
-    assert!(matches!(err, LoadError::DuplicateTensor { ref tensor, .. } if tensor == "dup.weight"), "{err:?}");
+    assert!(
+        matches!(err, LoadError::DuplicateTensor { ref tensor, .. } if tensor == "dup.weight"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -287,7 +437,10 @@ fn io_error_names_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nowhere.safetensors");
     let err = WeightStore::open(&path).unwrap_err();
-    assert!(matches!(err, LoadError::Io { ref error, .. } if error.kind() == std::io::ErrorKind::NotFound), "{err:?}");
+    assert!(
+        matches!(err, LoadError::Io { ref error, .. } if error.kind() == std::io::ErrorKind::NotFound),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("nowhere.safetensors"), "{err}");
     let err = SafetensorsFile::open(dir.path()).unwrap_err();
     assert!(matches!(err, LoadError::Io { .. }), "{err:?}");
@@ -316,7 +469,10 @@ fn sharded(index: &str, shards: &[(&str, Vec<u8>)]) -> (tempfile::TempDir, PathB
 }
 
 fn shard_a() -> Vec<u8> {
-    st_bytes(r#"{"a.weight": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]}}"#, &[1, 2])
+    st_bytes(
+        r#"{"a.weight": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]}}"#,
+        &[1, 2],
+    )
 }
 
 fn index_err(index: &str, shards: &[(&str, Vec<u8>)], names: &[&str]) -> LoadError {
@@ -331,14 +487,27 @@ fn index_err(index: &str, shards: &[(&str, Vec<u8>)], names: &[&str]) -> LoadErr
 
 #[test]
 fn missing_shard_file() {
-    let index = r#"{"weight_map": {"a.weight": "shard-a.safetensors", "b.weight": "shard-b.safetensors"}}"#;
-    let err = index_err(index, &[("shard-a.safetensors", shard_a())], &["model.safetensors.index.json", "shard-b.safetensors", "b.weight"]);
+    let index =
+        r#"{"weight_map": {"a.weight": "shard-a.safetensors", "b.weight": "shard-b.safetensors"}}"#;
+    let err = index_err(
+        index,
+        &[("shard-a.safetensors", shard_a())],
+        &[
+            "model.safetensors.index.json",
+            "shard-b.safetensors",
+            "b.weight",
+        ],
+    );
     assert!(matches!(err, LoadError::MissingShard { .. }), "{err:?}");
 }
 
 #[test]
 fn index_json_malformed() {
-    let err = index_err(r#"{"weight_map": {"a.weight": "shard-a.safetensors",}}"#, &[], &["model.safetensors.index.json", "line 1 column"]);
+    let err = index_err(
+        r#"{"weight_map": {"a.weight": "shard-a.safetensors",}}"#,
+        &[],
+        &["model.safetensors.index.json", "line 1 column"],
+    );
     assert!(matches!(err, LoadError::IndexJson { .. }), "{err:?}");
 }
 
@@ -348,12 +517,18 @@ fn index_of_the_wrong_form() {
         (r#"{"metadata": {}}"#, &["weight_map"]),
         (r#"[1, 2]"#, &["not a shard index"]),
         (r#"{"weight_map": ["a.weight"]}"#, &["not a shard index"]),
-        (r#"{"weight_map": {"a.weight": 3}}"#, &["a.weight", "number"]),
+        (
+            r#"{"weight_map": {"a.weight": 3}}"#,
+            &["a.weight", "number"],
+        ),
     ];
     for (index, names) in cases {
         let err = index_err(index, &[("shard-a.safetensors", shard_a())], names);
         assert!(matches!(err, LoadError::InvalidIndex { .. }), "{err:?}");
-        assert!(err.to_string().contains("model.safetensors.index.json"), "{err}");
+        assert!(
+            err.to_string().contains("model.safetensors.index.json"),
+            "{err}"
+        );
     }
     let index = r#"{"weight_map": {"a.weight": "../shard-a.safetensors"}}"#;
     let err = index_err(index, &[], &["a.weight", "../shard-a.safetensors"]);
@@ -362,22 +537,42 @@ fn index_of_the_wrong_form() {
 
 #[test]
 fn index_duplicate_tensor() {
-    let index = r#"{"weight_map": {"a.weight": "shard-a.safetensors", "a.weight": "shard-a.safetensors"}}"#;
-    let err = index_err(index, &[("shard-a.safetensors", shard_a())], &["model.safetensors.index.json", "a.weight"]);
+    let index =
+        r#"{"weight_map": {"a.weight": "shard-a.safetensors", "a.weight": "shard-a.safetensors"}}"#;
+    let err = index_err(
+        index,
+        &[("shard-a.safetensors", shard_a())],
+        &["model.safetensors.index.json", "a.weight"],
+    );
     assert!(matches!(err, LoadError::DuplicateTensor { .. }), "{err:?}");
 }
 
 #[test]
 fn index_names_a_tensor_its_shard_lacks() {
     let index = r#"{"weight_map": {"a.weight": "shard-a.safetensors", "ghost.weight": "shard-a.safetensors"}}"#;
-    let err = index_err(index, &[("shard-a.safetensors", shard_a())], &["model.safetensors.index.json", "ghost.weight", "shard-a.safetensors"]);
-    assert!(matches!(err, LoadError::IndexTensorMissing { .. }), "{err:?}");
+    let err = index_err(
+        index,
+        &[("shard-a.safetensors", shard_a())],
+        &[
+            "model.safetensors.index.json",
+            "ghost.weight",
+            "shard-a.safetensors",
+        ],
+    );
+    assert!(
+        matches!(err, LoadError::IndexTensorMissing { .. }),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn malformed_shard_names_the_shard() {
     let index = r#"{"weight_map": {"a.weight": "shard-a.safetensors"}}"#;
-    let err = index_err(index, &[("shard-a.safetensors", vec![1, 2, 3])], &["shard-a.safetensors"]);
+    let err = index_err(
+        index,
+        &[("shard-a.safetensors", vec![1, 2, 3])],
+        &["shard-a.safetensors"],
+    );
     assert!(matches!(err, LoadError::TooShort { .. }), "{err:?}");
 }
 
@@ -385,20 +580,42 @@ fn malformed_shard_names_the_shard() {
 fn unknown_tensor_and_expectation_mismatches() {
     let dir = tempfile::tempdir().unwrap();
     let header = r#"{"w": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 12]}}"#;
-    let path = write(dir.path(), "expect.safetensors", &st_bytes(header, &[1; 12]));
+    let path = write(
+        dir.path(),
+        "expect.safetensors",
+        &st_bytes(header, &[1; 12]),
+    );
     let store = WeightStore::open(&path).unwrap();
 
     let err = store.get("missing.weight").unwrap_err();
     assert!(matches!(err, LoadError::TensorNotFound { .. }), "{err:?}");
-    assert!(err.to_string().contains("missing.weight") && err.to_string().contains("expect.safetensors"));
+    assert!(
+        err.to_string().contains("missing.weight")
+            && err.to_string().contains("expect.safetensors")
+    );
 
-    let err = store.get_expect("w", Some(DType::F32), &[2, 3]).unwrap_err();
-    assert!(matches!(err, LoadError::DTypeMismatch { expected: DType::F32, found: FileDType::BF16, .. }), "{err:?}");
+    let err = store
+        .get_expect("w", Some(DType::F32), &[2, 3])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LoadError::DTypeMismatch {
+                expected: DType::F32,
+                found: FileDType::BF16,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("`w`"), "{err}");
 
     let err = store.get_expect("w", None, &[3, 2]).unwrap_err();
     assert!(matches!(err, LoadError::ShapeMismatch { .. }), "{err:?}");
-    assert!(err.to_string().contains("[3, 2]") && err.to_string().contains("[2, 3]"), "{err}");
+    assert!(
+        err.to_string().contains("[3, 2]") && err.to_string().contains("[2, 3]"),
+        "{err}"
+    );
 
     let t = store.get_expect("w", Some(DType::BF16), &[2, 3]).unwrap();
     assert_eq!(t.dims(), &[2, 3]);

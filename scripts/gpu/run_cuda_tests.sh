@@ -2,7 +2,8 @@
 # The one device script: on the GPU machine, runs the prebuilt test binaries in .gpu/ (from
 # scripts/gpu/build.sh) one test at a time with output shown, after printing the GPU(s).
 # The log is tee'd to $OUT/cuda_tests.log when $OUT is set (the device tool brings $OUT back).
-# Extra arguments go to every test binary (e.g. a test-name filter).
+# Extra arguments go to every test binary (e.g. a test-name filter). IRIS_REQUIRE_CUDA=1 makes
+# the tests fail, not skip, when the backend cannot start.
 #
 # Device call: run(command="bash scripts/gpu/run_cuda_tests.sh", carry=[".gpu"], timeout_s=300)
 set -uo pipefail
@@ -24,11 +25,11 @@ fi
         [[ -f "$bin" && -x "$bin" ]] || continue
         found=1
         echo "== $bin $*"
-        start=$(date +%s.%N)
-        if ! "$bin" --nocapture --test-threads=1 "$@"; then
+        start=$(date +%s%N)
+        if ! IRIS_REQUIRE_CUDA=1 "$bin" --nocapture --test-threads=1 "$@"; then
             status=1
         fi
-        echo "== $bin took $(echo "$(date +%s.%N) - $start" | bc 2>/dev/null || echo '?') s"
+        echo "== $bin took $(( ($(date +%s%N) - start) / 1000000 )) ms"
     done
     if [[ $found -eq 0 ]]; then
         echo "no test binaries in .gpu/: run scripts/gpu/build.sh first and carry .gpu"

@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "iris", version, about = "A tensor runtime for multimodal models")]
+#[command(
+    name = "iris",
+    version,
+    about = "A tensor runtime for multimodal models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: commands::Command,

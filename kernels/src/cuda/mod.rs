@@ -101,19 +101,31 @@ pub const MAX_DIM: usize = i32::MAX as usize;
 /// [`ADD_MAX_BLOCKS`] blocks.
 pub fn add_f32_dims(n: u32) -> LaunchDims {
     let blocks = n.div_ceil(ADD_BLOCK).clamp(1, ADD_MAX_BLOCKS);
-    LaunchDims { grid: (blocks, 1, 1), block: (ADD_BLOCK, 1, 1), shared_mem_bytes: 0 }
+    LaunchDims {
+        grid: (blocks, 1, 1),
+        block: (ADD_BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
 }
 
 /// Launch of `rms_norm_f32*` over `rows >= 1` rows: one block of 256 threads per row.
 pub fn rms_norm_dims(rows: u32) -> LaunchDims {
-    LaunchDims { grid: (rows.max(1), 1, 1), block: (RMS_NORM_BLOCK, 1, 1), shared_mem_bytes: 0 }
+    LaunchDims {
+        grid: (rows.max(1), 1, 1),
+        block: (RMS_NORM_BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
 }
 
 /// Launch of `matmul_f32*` for an `m x n` output: one 256-thread block per 64 x 64 tile,
 /// grid x over N, grid y over M (so `m` may be at most 65535 tiles, 4,194,240 rows).
 pub fn matmul_dims(m: u32, n: u32) -> LaunchDims {
     LaunchDims {
-        grid: (n.div_ceil(MATMUL_TILE).max(1), m.div_ceil(MATMUL_TILE).max(1), 1),
+        grid: (
+            n.div_ceil(MATMUL_TILE).max(1),
+            m.div_ceil(MATMUL_TILE).max(1),
+            1,
+        ),
         block: (MATMUL_BLOCK, 1, 1),
         shared_mem_bytes: 0,
     }
@@ -130,17 +142,38 @@ mod tests {
     fn every_module_targets_sm80_and_defines_its_kernels() {
         let mut names = std::collections::HashSet::new();
         for module in MODULES {
-            assert!(names.insert(module.name), "module {} listed twice", module.name);
-            assert!(module.source.contains(".target sm_80"), "{}: not .target sm_80", module.name);
-            assert!(module.source.contains(".address_size 64"), "{}", module.name);
+            assert!(
+                names.insert(module.name),
+                "module {} listed twice",
+                module.name
+            );
+            assert!(
+                module.source.contains(".target sm_80"),
+                "{}: not .target sm_80",
+                module.name
+            );
+            assert!(
+                module.source.contains(".address_size 64"),
+                "{}",
+                module.name
+            );
             assert!(!module.source.contains('\0'), "{}: NUL byte", module.name);
             assert!(!module.kernels.is_empty(), "{}: no kernels", module.name);
             for kernel in module.kernels {
                 let entry = format!(".visible .entry {kernel}(");
-                assert!(module.source.contains(&entry), "{}: no entry {kernel}", module.name);
+                assert!(
+                    module.source.contains(&entry),
+                    "{}: no entry {kernel}",
+                    module.name
+                );
             }
             // One kernel per file.
-            assert_eq!(module.source.matches(".entry ").count(), module.kernels.len(), "{}", module.name);
+            assert_eq!(
+                module.source.matches(".entry ").count(),
+                module.kernels.len(),
+                "{}",
+                module.name
+            );
         }
     }
 

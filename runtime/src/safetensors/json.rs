@@ -64,13 +64,22 @@ pub(crate) fn describe(value: &Value) -> String {
     }
 }
 
-/// The kind of the top-level value of `text` for a "not an object" message; `text` is known to
-/// be valid JSON of the wrong type.
+/// The kind of the top-level value of `text` for a "not an object" message; serde_json has
+/// already seen that the first value is not an object (what follows it may be garbage).
 pub(crate) fn describe_text(text: &[u8]) -> String {
-    match serde_json::from_slice::<Value>(text) {
-        Ok(value) => describe(&value),
-        Err(_) => "not an object".to_string(),
+    if let Ok(value) = serde_json::from_slice::<Value>(text) {
+        return describe(&value);
     }
+    let first = text.iter().copied().find(|b| !b.is_ascii_whitespace());
+    match first {
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        Some(b'-' | b'0'..=b'9') => "a number",
+        _ => "not an object",
+    }
+    .to_string()
 }
 
 #[cfg(test)]
@@ -92,5 +101,6 @@ mod tests {
             .unwrap();
         assert_eq!(err.classify(), serde_json::error::Category::Data);
         assert_eq!(describe_text(b"[1, 2]"), "an array of 2 elements");
+        assert_eq!(describe_text(b" [1, 2] garbage"), "an array");
     }
 }

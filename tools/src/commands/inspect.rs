@@ -22,7 +22,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let store = WeightStore::open(&args.path)?;
     let config = if args.path.is_dir() {
         let config_path = args.path.join("config.json");
-        config_path.exists().then(|| ConfigSummary::from_file(&config_path)).transpose()?
+        config_path
+            .exists()
+            .then(|| ConfigSummary::from_file(&config_path))
+            .transpose()?
     } else {
         None
     };
@@ -54,7 +57,11 @@ fn write_report(
     }
     writeln!(out, "files ({}):", store.files().len())?;
     for file in store.files() {
-        let name = file.path().file_name().map(Path::new).unwrap_or(file.path());
+        let name = file
+            .path()
+            .file_name()
+            .map(Path::new)
+            .unwrap_or(file.path());
         let bytes: usize = file.tensors().iter().map(|t| t.byte_len()).sum();
         writeln!(
             out,
@@ -64,7 +71,11 @@ fn write_report(
             human_bytes(bytes as u64)
         )?;
         if !file.metadata().is_empty() {
-            let pairs: Vec<String> = file.metadata().iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let pairs: Vec<String> = file
+                .metadata()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             writeln!(out, "    metadata: {}", pairs.join(", "))?;
         }
     }
@@ -72,7 +83,14 @@ fn write_report(
 
     let rows: Vec<[String; 4]> = store
         .tensors()
-        .map(|t| [t.name.clone(), t.dtype.to_string(), format!("{:?}", t.shape), t.byte_len().to_string()])
+        .map(|t| {
+            [
+                t.name.clone(),
+                t.dtype.to_string(),
+                format!("{:?}", t.shape),
+                t.byte_len().to_string(),
+            ]
+        })
         .collect();
     let header = ["NAME", "DTYPE", "SHAPE", "BYTES"].map(String::from);
     let mut widths = header.clone().map(|h| h.len());
@@ -105,10 +123,24 @@ fn write_report(
         entry.1 += t.byte_len() as u64;
         total += t.byte_len() as u64;
     }
-    writeln!(out, "total: {} tensors, {} bytes ({})", store.len(), total, human_bytes(total))?;
+    writeln!(
+        out,
+        "total: {} tensors, {} bytes ({})",
+        store.len(),
+        total,
+        human_bytes(total)
+    )?;
     for (dtype, (count, bytes)) in &per_dtype {
-        let note = if dtype.to_dtype().is_none() { "  (not loadable by iris)" } else { "" };
-        writeln!(out, "  {dtype:<8} {count:>6} tensors  {bytes:>14} bytes ({}){note}", human_bytes(*bytes))?;
+        let note = if dtype.to_dtype().is_none() {
+            "  (not loadable by iris)"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "  {dtype:<8} {count:>6} tensors  {bytes:>14} bytes ({}){note}",
+            human_bytes(*bytes)
+        )?;
     }
 
     if path.is_dir() {

@@ -53,6 +53,16 @@ impl std::fmt::Debug for CpuSlot {
 }
 
 impl CpuSlot {
+    /// Address of the first byte: lets tests prove a weight is read where it was mapped.
+    pub fn data_ptr(&self) -> *const u8 {
+        self.ptr()
+    }
+
+    /// True when the slot reads a weight in place (no copy was made).
+    pub fn is_weight_in_place(&self) -> bool {
+        matches!(*self.buffer, CpuBuffer::Weight(_))
+    }
+
     fn ptr(&self) -> *mut u8 {
         // SAFETY: offset + len lies inside the buffer (checked in `sub_slot` and at creation).
         unsafe { self.buffer.base_ptr().add(self.offset) }

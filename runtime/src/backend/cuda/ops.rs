@@ -82,7 +82,7 @@ fn check_slot(op: &'static str, what: &str, operand: &Operand<CudaSlot>) -> Resu
             ),
         ));
     }
-    if operand.slot.offset() % size != 0 {
+    if !operand.slot.offset().is_multiple_of(size) {
         return Err(invalid(
             op,
             format!(
@@ -247,7 +247,7 @@ fn matmul(
     const OP: &str = "matmul";
     expect_inputs(OP, inputs, 2 + has_bias as usize)?;
     let (x, w, bias) = (&inputs[0], &inputs[1], inputs.get(2));
-    let bias_ok = bias.map_or(true, |b| b.dtype == w.dtype);
+    let bias_ok = bias.is_none_or(|b| b.dtype == w.dtype);
     let kernel = match (x.dtype, w.dtype, output.dtype) {
         (DType::F32, DType::F32, DType::F32) if bias_ok => "matmul_f32",
         (DType::F32, DType::BF16, DType::F32) if bias_ok => "matmul_f32_wbf16",
