@@ -29,11 +29,11 @@ impl Backend for FaultyBackend {
     fn state(&mut self, name: &str, dtype: DType, shape: &Shape) -> Result<CpuSlot> {
         self.inner.state(name, dtype, shape)
     }
-    fn write(&mut self, slot: &CpuSlot, data: &Tensor) -> Result<()> {
-        self.inner.write(slot, data)
+    fn write_bytes(&mut self, slot: &CpuSlot, bytes: &[u8]) -> Result<()> {
+        self.inner.write_bytes(slot, bytes)
     }
-    fn read(&mut self, slot: &CpuSlot, dtype: DType, shape: &Shape) -> Result<Tensor> {
-        self.inner.read(slot, dtype, shape)
+    fn read_into(&mut self, slot: &CpuSlot, out: &mut [u8]) -> Result<()> {
+        self.inner.read_into(slot, out)
     }
     fn execute(
         &mut self,

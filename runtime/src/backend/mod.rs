@@ -10,6 +10,10 @@ use crate::dtype::DType;
 use crate::error::Result;
 use crate::graph::Op;
 use crate::layout::Shape;
+use std::sync::Arc;
+
+use crate::layout::Layout;
+use crate::storage::{AlignedBuffer, CpuStorage};
 use crate::tensor::Tensor;
 
 /// One operand of an op as the backend sees it: where its bytes are, their dtype and the
@@ -43,11 +47,29 @@ pub trait Backend {
     /// names it (KV caches). Created zeroed on first request; later requests must match.
     fn state(&mut self, name: &str, dtype: DType, shape: &Shape) -> Result<Self::Slot>;
 
-    /// Copies a contiguous host tensor into `slot`.
-    fn write(&mut self, slot: &Self::Slot, data: &Tensor) -> Result<()>;
+    /// Copies `bytes` into the start of `slot` (at most the slot's length). No allocation:
+    /// the decode loop writes its token ids this way.
+    fn write_bytes(&mut self, slot: &Self::Slot, bytes: &[u8]) -> Result<()>;
 
-    /// Copies `slot` out as a host tensor of `dtype` x `shape`.
-    fn read(&mut self, slot: &Self::Slot, dtype: DType, shape: &Shape) -> Result<Tensor>;
+    /// Copies the first `out.len()` bytes of `slot` into `out` (waiting for queued work).
+    fn read_into(&mut self, slot: &Self::Slot, out: &mut [u8]) -> Result<()>;
+
+    /// Copies a host tensor into `slot`.
+    fn write(&mut self, slot: &Self::Slot, data: &Tensor) -> Result<()> {
+        let contiguous = data.contiguous();
+        self.write_bytes(slot, contiguous.contiguous_bytes()?)
+    }
+
+    /// Copies `slot` out as a new host tensor of `dtype` x `shape`.
+    fn read(&mut self, slot: &Self::Slot, dtype: DType, shape: &Shape) -> Result<Tensor> {
+        let mut buf = AlignedBuffer::zeroed(shape.numel() * dtype.size_in_bytes());
+        self.read_into(slot, buf.as_mut_slice())?;
+        Tensor::from_storage(
+            Arc::new(CpuStorage::Owned(buf)),
+            Layout::contiguous(shape.clone()),
+            dtype,
+        )
+    }
 
     /// Runs one op. Unsupported op/dtype combinations return `Error::Unsupported`.
     fn execute(

@@ -30,6 +30,7 @@ pub struct Executor<B: Backend> {
     slots: Vec<B::Slot>,
     steps: Vec<Step<B::Slot>>,
     kept: Vec<bool>,
+    written: Vec<bool>,
 }
 
 impl<B: Backend> Executor<B> {
@@ -88,12 +89,14 @@ impl<B: Backend> Executor<B> {
                 output: operand(node.output, &slots),
             })
             .collect();
+        let written = vec![false; graph.values.len()];
         Ok(Executor {
             graph,
             plan,
             slots,
             steps,
             kept,
+            written,
         })
     }
 
@@ -108,36 +111,78 @@ impl<B: Backend> Executor<B> {
     /// Writes `inputs` (every graph input, by name) and runs all nodes in order.
     pub fn run(&mut self, backend: &mut B, inputs: &[(&str, &Tensor)]) -> Result<()> {
         for (name, tensor) in inputs {
-            let id = self
-                .graph
-                .find(name)
-                .ok_or_else(|| Error::UnknownValue(name.to_string()))?;
-            let value = self.graph.value(id);
-            if !matches!(value.source, ValueSource::Input) {
-                return Err(Error::InvalidShape(format!(
-                    "`{name}` is not a graph input"
-                )));
-            }
-            if tensor.dtype() != value.dtype {
-                return Err(Error::DTypeMismatch {
-                    name: name.to_string(),
-                    expected: value.dtype,
-                    found: tensor.dtype(),
-                });
-            }
-            if tensor.shape() != &value.shape {
-                return Err(Error::ShapeMismatch {
-                    name: name.to_string(),
-                    expected: value.shape.clone(),
-                    found: tensor.shape().clone(),
-                });
-            }
-            backend.write(&self.slots[id.0], tensor)?;
+            self.write_input(backend, name, tensor)?;
         }
         for (_, value) in self.graph.inputs() {
             let name = value.name.as_deref().unwrap_or_default();
             if !inputs.iter().any(|(given, _)| *given == name) {
                 return Err(Error::MissingInput(name.to_string()));
+            }
+        }
+        self.execute(backend)
+    }
+
+    fn input_id(&self, name: &str) -> Result<ValueId> {
+        let id = self
+            .graph
+            .find(name)
+            .ok_or_else(|| Error::UnknownValue(name.to_string()))?;
+        if !matches!(self.graph.value(id).source, ValueSource::Input) {
+            return Err(Error::InvalidShape(format!(
+                "`{name}` is not a graph input"
+            )));
+        }
+        Ok(id)
+    }
+
+    /// Writes one input, checking its dtype and shape.
+    pub fn write_input(&mut self, backend: &mut B, name: &str, tensor: &Tensor) -> Result<()> {
+        let id = self.input_id(name)?;
+        let value = self.graph.value(id);
+        if tensor.dtype() != value.dtype {
+            return Err(Error::DTypeMismatch {
+                name: name.to_string(),
+                expected: value.dtype,
+                found: tensor.dtype(),
+            });
+        }
+        if tensor.shape() != &value.shape {
+            return Err(Error::ShapeMismatch {
+                name: name.to_string(),
+                expected: value.shape.clone(),
+                found: tensor.shape().clone(),
+            });
+        }
+        backend.write(&self.slots[id.0], tensor)?;
+        self.written[id.0] = true;
+        Ok(())
+    }
+
+    /// Writes one input from raw little-endian bytes of its dtype (no allocation: for the
+    /// decode loop). The byte count must match the input exactly.
+    pub fn write_input_bytes(&mut self, backend: &mut B, name: &str, bytes: &[u8]) -> Result<()> {
+        let id = self.input_id(name)?;
+        let value = self.graph.value(id);
+        let expected = value.shape.numel() * value.dtype.size_in_bytes();
+        if bytes.len() != expected {
+            return Err(Error::InvalidShape(format!(
+                "input `{name}` is {} {} ({expected} bytes), got {} bytes",
+                value.dtype,
+                value.shape,
+                bytes.len()
+            )));
+        }
+        backend.write_bytes(&self.slots[id.0], bytes)?;
+        self.written[id.0] = true;
+        Ok(())
+    }
+
+    /// Runs all nodes over the inputs written so far (every input must have been written
+    /// at least once; later runs may rewrite only the ones that change).
+    pub fn execute(&mut self, backend: &mut B) -> Result<()> {
+        for (id, value) in self.graph.inputs() {
+            if !self.written[id.0] {
+                return Err(Error::MissingInput(value.name.clone().unwrap_or_default()));
             }
         }
         for step in &self.steps {
@@ -147,19 +192,49 @@ impl<B: Backend> Executor<B> {
         backend.synchronize()
     }
 
-    /// Reads a graph output, or a named value kept alive (see `ExecutorOptions`).
-    pub fn read(&self, backend: &mut B, name: &str) -> Result<Tensor> {
+    /// Copies a readable value (see `read`) into `out`, whose length must be the value's
+    /// byte size. No allocation.
+    pub fn read_into(&self, backend: &mut B, name: &str, out: &mut [u8]) -> Result<()> {
+        let id = self.readable(name)?;
+        let value = self.graph.value(id);
+        let expected = value.shape.numel() * value.dtype.size_in_bytes();
+        if out.len() != expected {
+            return Err(Error::InvalidShape(format!(
+                "`{name}` is {expected} bytes, buffer is {}",
+                out.len()
+            )));
+        }
+        backend.read_into(&self.slots[id.0], out)
+    }
+
+    /// Shape and dtype of a value.
+    pub fn value_info(&self, name: &str) -> Result<(&crate::layout::Shape, DType)> {
         let id = self
             .graph
             .find(name)
             .ok_or_else(|| Error::UnknownValue(name.to_string()))?;
         let value = self.graph.value(id);
-        let readable = self.kept[id.0] || !matches!(value.source, ValueSource::Node(_));
-        if !readable {
+        Ok((&value.shape, value.dtype))
+    }
+
+    fn readable(&self, name: &str) -> Result<ValueId> {
+        let id = self
+            .graph
+            .find(name)
+            .ok_or_else(|| Error::UnknownValue(name.to_string()))?;
+        let value = self.graph.value(id);
+        if !self.kept[id.0] && matches!(value.source, ValueSource::Node(_)) {
             return Err(Error::InvalidShape(format!(
                 "`{name}` is an intermediate that was not kept; compile with keep_named to read it"
             )));
         }
+        Ok(id)
+    }
+
+    /// Reads a graph output, or a named value kept alive (see `ExecutorOptions`).
+    pub fn read(&self, backend: &mut B, name: &str) -> Result<Tensor> {
+        let id = self.readable(name)?;
+        let value = self.graph.value(id);
         backend.read(&self.slots[id.0], value.dtype, &value.shape)
     }
 

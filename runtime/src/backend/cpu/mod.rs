@@ -146,10 +146,8 @@ impl Backend for CpuBackend {
         Ok(slot)
     }
 
-    fn write(&mut self, slot: &CpuSlot, data: &Tensor) -> Result<()> {
-        let bytes = data.contiguous();
-        let bytes = bytes.contiguous_bytes()?;
-        if bytes.len() != slot.len {
+    fn write_bytes(&mut self, slot: &CpuSlot, bytes: &[u8]) -> Result<()> {
+        if bytes.len() > slot.len {
             return Err(Error::InvalidShape(format!(
                 "writing {} bytes into a slot of {}",
                 bytes.len(),
@@ -159,28 +157,23 @@ impl Backend for CpuBackend {
         if let CpuBuffer::Weight(_) = *slot.buffer {
             return Err(Error::InvalidShape("weights are read-only".into()));
         }
-        // SAFETY: the slot is `len` bytes of an owned buffer (checked above) and no kernel
-        // runs while inputs are written.
+        // SAFETY: the slot holds at least `bytes.len()` bytes of an owned buffer (checked
+        // above) and no kernel runs while inputs are written.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), slot.ptr(), bytes.len()) };
         Ok(())
     }
 
-    fn read(&mut self, slot: &CpuSlot, dtype: DType, shape: &Shape) -> Result<Tensor> {
-        let len = shape.numel() * dtype.size_in_bytes();
-        if len != slot.len {
+    fn read_into(&mut self, slot: &CpuSlot, out: &mut [u8]) -> Result<()> {
+        if out.len() > slot.len {
             return Err(Error::InvalidShape(format!(
-                "reading {len} bytes from a slot of {}",
+                "reading {} bytes from a slot of {}",
+                out.len(),
                 slot.len
             )));
         }
-        // SAFETY: the slot covers `len` valid bytes and no kernel is writing while we read.
-        let bytes = unsafe { std::slice::from_raw_parts(slot.ptr(), len) };
-        let buf = AlignedBuffer::from_bytes(bytes);
-        Tensor::from_storage(
-            Arc::new(crate::storage::CpuStorage::Owned(buf)),
-            crate::layout::Layout::contiguous(shape.clone()),
-            dtype,
-        )
+        // SAFETY: the slot covers `out.len()` valid bytes and no kernel is writing while we read.
+        unsafe { std::ptr::copy_nonoverlapping(slot.ptr(), out.as_mut_ptr(), out.len()) };
+        Ok(())
     }
 
     fn execute(

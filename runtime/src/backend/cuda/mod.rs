@@ -25,9 +25,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::graph::Op;
 use crate::layout::Shape;
-use crate::storage::{AlignedBuffer, CpuStorage};
 use crate::tensor::Tensor;
-use crate::Layout;
 
 /// True when the CUDA driver library (libcuda) can be loaded on this machine. Touches no
 /// CUDA function, so it is safe to call anywhere.
@@ -283,19 +281,11 @@ impl Backend for CudaBackend {
         Ok(slot)
     }
 
-    fn write(&mut self, slot: &CudaSlot, data: &Tensor) -> Result<()> {
-        let host = data.contiguous();
-        let bytes = host.contiguous_bytes()?;
+    fn write_bytes(&mut self, slot: &CudaSlot, bytes: &[u8]) -> Result<()> {
         if bytes.len() > slot.len() {
             return Err(Error::InvalidOp {
                 op: "cuda write",
-                message: format!(
-                    "{} x {} is {} bytes, the slot holds {}",
-                    data.dtype(),
-                    data.shape(),
-                    bytes.len(),
-                    slot.len()
-                ),
+                message: format!("{} bytes do not fit a slot of {}", bytes.len(), slot.len()),
             });
         }
         if bytes.is_empty() {
@@ -314,19 +304,15 @@ impl Backend for CudaBackend {
         ))
     }
 
-    fn read(&mut self, slot: &CudaSlot, dtype: DType, shape: &Shape) -> Result<Tensor> {
-        let bytes = shape.numel() * dtype.size_in_bytes();
+    fn read_into(&mut self, slot: &CudaSlot, out: &mut [u8]) -> Result<()> {
+        let bytes = out.len();
         let view = slot.view(bytes).ok_or_else(|| Error::InvalidOp {
             op: "cuda read",
-            message: format!(
-                "{dtype} x {shape} is {bytes} bytes, the slot holds {}",
-                slot.len()
-            ),
+            message: format!("{bytes} bytes requested from a slot of {}", slot.len()),
         })?;
-        let mut host = AlignedBuffer::zeroed(bytes);
         if bytes > 0 {
             self.stream
-                .memcpy_dtoh(&view, host.as_mut_slice())
+                .memcpy_dtoh(&view, out)
                 .map_err(cuda_err(format_args!(
                     "copying {bytes} bytes from the device"
                 )))?;
@@ -334,11 +320,7 @@ impl Backend for CudaBackend {
                 .synchronize()
                 .map_err(cuda_err("waiting for a device-to-host copy"))?;
         }
-        Tensor::from_storage(
-            Arc::new(CpuStorage::Owned(host)),
-            Layout::contiguous(shape.clone()),
-            dtype,
-        )
+        Ok(())
     }
 
     fn execute(
