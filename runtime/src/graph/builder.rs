@@ -147,6 +147,11 @@ impl GraphBuilder {
         })
     }
 
+    /// Looks a value up by name in the graph recorded so far.
+    pub fn find(&self, name: &str) -> Option<ValueId> {
+        self.graph.find(name)
+    }
+
     pub fn shape(&self, id: ValueId) -> &Shape {
         &self.graph.values[id.0].shape
     }

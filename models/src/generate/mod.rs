@@ -1,0 +1,205 @@
+//! Text generation over a preallocated KV cache: a prefill graph for the prompt, then one
+//! decode graph, built once and replayed per token with positions and cache length as
+//! data. Tokens are streamed to a callback as they are made.
+
+pub mod sampling;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use iris_runtime::backend::Backend;
+use iris_runtime::graph::{Executor, ExecutorOptions};
+use iris_runtime::Tensor;
+
+use crate::error::ModelError;
+use crate::llm::{LlamaModel, LogitsMode, PhaseShape};
+pub use sampling::{Sampler, SamplingParams};
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// An end-of-sequence token was produced (it is the last of `tokens`).
+    Eos,
+    /// `max_new_tokens` were produced.
+    MaxTokens,
+    /// The KV cache is full.
+    ContextFull,
+    /// The callback asked to stop.
+    Cancelled,
+}
+
+#[derive(Clone, Debug)]
+pub struct GenerationConfig {
+    pub max_new_tokens: usize,
+    pub sampling: SamplingParams,
+    pub eos_token_ids: Vec<u32>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Timings {
+    pub prefill: Duration,
+    /// Prompt in to first new token out.
+    pub time_to_first_token: Duration,
+    /// One entry per decode step (tokens after the first).
+    pub decode_steps: Vec<Duration>,
+}
+
+impl Timings {
+    pub fn decode_tokens_per_second(&self) -> f64 {
+        let total: Duration = self.decode_steps.iter().sum();
+        if total.is_zero() {
+            return 0.0;
+        }
+        self.decode_steps.len() as f64 / total.as_secs_f64()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GenerationOutput {
+    pub tokens: Vec<u32>,
+    pub stop_reason: StopReason,
+    pub timings: Timings,
+}
+
+/// A model bound to a backend with its KV cache. One sequence at a time.
+pub struct TextSession<B: Backend> {
+    model: Arc<LlamaModel>,
+    backend: B,
+    decode: Executor<B>,
+    max_context: usize,
+    /// Tokens in the KV cache.
+    cached: usize,
+    logits: Vec<f32>,
+}
+
+impl<B: Backend> TextSession<B> {
+    /// Builds and compiles the decode graph; the KV cache holds `max_context` tokens.
+    pub fn new(model: Arc<LlamaModel>, mut backend: B, max_context: usize) -> Result<Self, ModelError> {
+        if max_context == 0 {
+            return Err(ModelError::Invalid("the context must hold at least one token".into()));
+        }
+        let shape = PhaseShape { seq_len: 1, max_context, logits: LogitsMode::Last };
+        let decode = Executor::new(&mut backend, model.build_graph(shape)?, ExecutorOptions::default())?;
+        let vocab = model.config.vocab_size;
+        Ok(TextSession { model, backend, decode, max_context, cached: 0, logits: vec![0.0; vocab] })
+    }
+
+    pub fn model(&self) -> &LlamaModel {
+        &self.model
+    }
+
+    pub fn max_context(&self) -> usize {
+        self.max_context
+    }
+
+    fn check_fits(&self, prompt: usize, new: usize) -> Result<(), ModelError> {
+        if prompt == 0 {
+            return Err(ModelError::Invalid("the prompt has no tokens".into()));
+        }
+        if prompt >= self.max_context || self.cached + prompt >= self.max_context {
+            return Err(ModelError::PromptTooLong { prompt: self.cached + prompt, new, context: self.max_context });
+        }
+        Ok(())
+    }
+
+    fn prompt_inputs(&self, tokens: &[u32]) -> Result<[Tensor; 3], ModelError> {
+        let t = tokens.len();
+        let ids: Vec<i64> = tokens.iter().map(|&id| id as i64).collect();
+        let positions: Vec<i64> = (self.cached..self.cached + t).map(|p| p as i64).collect();
+        Ok([
+            Tensor::from_slice(&ids, [1, t])?,
+            Tensor::from_slice(&positions, [1, t])?,
+            Tensor::from_slice(&[self.cached as i64], [1])?,
+        ])
+    }
+
+    /// Runs `tokens` through the model after what is cached, returning the logits of every
+    /// position ([1, T, V]). Used by `iris check`.
+    pub fn forward_all(&mut self, tokens: &[u32]) -> Result<Tensor, ModelError> {
+        self.check_fits(tokens.len(), 0)?;
+        let shape = PhaseShape { seq_len: tokens.len(), max_context: self.max_context, logits: LogitsMode::All };
+        let mut exec = Executor::new(&mut self.backend, self.model.build_graph(shape)?, ExecutorOptions::default())?;
+        let [ids, positions, past] = self.prompt_inputs(tokens)?;
+        exec.run(&mut self.backend, &[("input_ids", &ids), ("positions", &positions), ("past_len", &past)])?;
+        self.cached += tokens.len();
+        Ok(exec.read(&mut self.backend, "logits")?)
+    }
+
+    /// Prefills `tokens` after what is cached; returns the last position's logits.
+    pub fn prefill(&mut self, tokens: &[u32]) -> Result<&[f32], ModelError> {
+        self.check_fits(tokens.len(), 0)?;
+        let shape = PhaseShape { seq_len: tokens.len(), max_context: self.max_context, logits: LogitsMode::Last };
+        let mut exec = Executor::new(&mut self.backend, self.model.build_graph(shape)?, ExecutorOptions::default())?;
+        let [ids, positions, past] = self.prompt_inputs(tokens)?;
+        exec.run(&mut self.backend, &[("input_ids", &ids), ("positions", &positions), ("past_len", &past)])?;
+        self.cached += tokens.len();
+        exec.read_into(&mut self.backend, "logits", bytemuck::cast_slice_mut(&mut self.logits))?;
+        Ok(&self.logits)
+    }
+
+    /// One decode step for `token`; returns the next logits. No allocation.
+    pub fn step(&mut self, token: u32) -> Result<&[f32], ModelError> {
+        if self.cached >= self.max_context {
+            return Err(ModelError::PromptTooLong { prompt: self.cached, new: 1, context: self.max_context });
+        }
+        let position = self.cached as i64;
+        self.decode.write_input_bytes(&mut self.backend, "input_ids", &(token as i64).to_le_bytes())?;
+        self.decode.write_input_bytes(&mut self.backend, "positions", &position.to_le_bytes())?;
+        self.decode.write_input_bytes(&mut self.backend, "past_len", &position.to_le_bytes())?;
+        self.decode.execute(&mut self.backend)?;
+        self.cached += 1;
+        self.decode.read_into(&mut self.backend, "logits", bytemuck::cast_slice_mut(&mut self.logits))?;
+        Ok(&self.logits)
+    }
+
+    /// Forgets the cached sequence (the cache rows are overwritten by the next prompt).
+    pub fn reset(&mut self) {
+        self.cached = 0;
+    }
+
+    /// Generates after `prompt`, calling `on_token` with each new token as soon as it is
+    /// chosen; `on_token` returns false to stop.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        config: &GenerationConfig,
+        mut on_token: impl FnMut(u32) -> bool,
+    ) -> Result<GenerationOutput, ModelError> {
+        self.reset();
+        self.check_fits(prompt.len(), config.max_new_tokens)?;
+        let mut sampler = Sampler::new(config.sampling, self.model.config.vocab_size);
+        let mut timings = Timings::default();
+        let mut tokens = Vec::with_capacity(config.max_new_tokens);
+        let start = Instant::now();
+        self.prefill(prompt)?;
+        timings.prefill = start.elapsed();
+        let mut stop_reason = StopReason::MaxTokens;
+        let mut step_start = Instant::now();
+        for i in 0..config.max_new_tokens {
+            if i > 0 {
+                if self.cached >= self.max_context {
+                    stop_reason = StopReason::ContextFull;
+                    break;
+                }
+                step_start = Instant::now();
+                self.step(*tokens.last().expect("a token was produced"))?;
+            }
+            let token = sampler.sample(&self.logits);
+            tokens.push(token);
+            if i == 0 {
+                timings.time_to_first_token = start.elapsed();
+            } else {
+                timings.decode_steps.push(step_start.elapsed());
+            }
+            if !on_token(token) {
+                stop_reason = StopReason::Cancelled;
+                break;
+            }
+            if config.eos_token_ids.contains(&token) {
+                stop_reason = StopReason::Eos;
+                break;
+            }
+        }
+        Ok(GenerationOutput { tokens, stop_reason, timings })
+    }
+}
