@@ -96,7 +96,7 @@ pub(super) fn execute(op: &Op, inputs: &[CpuOperand], output: &CpuOperand) -> Re
                     None
                 };
                 let (n, k) = (dims(&inputs[1])[0], dims(&inputs[1])[1]);
-                kernel::matmul(x, w, bias, x.len() / k.max(1), n, k, view_mut(output)?);
+                parallel_matmul(x, w, bias, x.len() / k.max(1), n, k, view_mut(output)?);
             }
             Op::Add => kernel::add(view(&inputs[0])?, view(&inputs[1])?, view_mut(output)?),
             Op::Mul => kernel::mul(view(&inputs[0])?, view(&inputs[1])?, view_mut(output)?),
@@ -402,4 +402,39 @@ unsafe fn copy(
         }
     }
     Ok(())
+}
+
+/// Splits a matmul over the rayon pool: by rows of `x` when there are enough, else (decode)
+/// by output columns. Each part runs the same kernel, so results are identical to one call.
+fn parallel_matmul(
+    x: &[f32],
+    w: WeightSlice,
+    bias: Option<WeightSlice>,
+    m: usize,
+    n: usize,
+    k: usize,
+    out: &mut [f32],
+) {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    let work = m * n * k;
+    if threads == 1 || work < (1 << 18) || k == 0 {
+        return kernel::matmul(x, w, bias, m, n, k, out);
+    }
+    if m >= threads {
+        let rows = m.div_ceil(threads * 4).max(1);
+        out.par_chunks_mut(rows * n).zip(x.par_chunks(rows * k)).for_each(|(out_part, x_part)| {
+            kernel::matmul(x_part, w, bias, x_part.len() / k, n, k, out_part)
+        });
+    } else if m == 1 {
+        let cols = n.div_ceil(threads * 4).max(1);
+        out.par_chunks_mut(cols).enumerate().for_each(|(i, out_part)| {
+            let (start, len) = (i * cols, out_part.len());
+            let w_part = w.sub(start * k, (start + len) * k);
+            let bias_part = bias.map(|b| b.sub(start, start + len));
+            kernel::matmul(x, w_part, bias_part, 1, len, k, out_part)
+        });
+    } else {
+        kernel::matmul(x, w, bias, m, n, k, out)
+    }
 }

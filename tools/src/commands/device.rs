@@ -1,0 +1,46 @@
+//! `--device` and `--dtype` options shared by the commands that run models.
+
+use std::str::FromStr;
+
+use anyhow::bail;
+use iris_runtime::DType;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Device {
+    Cpu,
+    Cuda,
+}
+
+/// Weight precision requested on the command line (`None`: as stored in the checkpoint).
+pub fn parse_dtype(value: Option<&str>) -> anyhow::Result<Option<DType>> {
+    let Some(value) = value else { return Ok(None) };
+    let dtype = DType::from_str(value).map_err(anyhow::Error::msg)?;
+    if !dtype.is_float() {
+        bail!("--dtype must be f32, bf16 or f16, not {value}");
+    }
+    Ok(Some(dtype))
+}
+
+/// Calls `$body` with `$backend` bound to the chosen device's backend.
+macro_rules! with_backend {
+    ($device:expr, |$backend:ident| $body:expr) => {{
+        match $device {
+            $crate::commands::device::Device::Cpu => {
+                let $backend = iris_runtime::backend::cpu::CpuBackend::new();
+                $body
+            }
+            $crate::commands::device::Device::Cuda => {
+                #[cfg(feature = "cuda")]
+                {
+                    let $backend = iris_runtime::backend::cuda::CudaBackend::new(0)?;
+                    $body
+                }
+                #[cfg(not(feature = "cuda"))]
+                {
+                    anyhow::bail!("this iris was built without CUDA support: rebuild with `--features cuda`")
+                }
+            }
+        }
+    }};
+}
+pub(crate) use with_backend;
