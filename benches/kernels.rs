@@ -1,12 +1,86 @@
-//! Criterion benchmarks of the CPU kernels at model shapes. The reference kernels are the
-//! baseline every faster variant is measured against.
+//! Criterion benchmarks of the CPU kernels at model shapes: the fast kernels (GEMV / GEMM,
+//! flash attention) at the detected ISA level (or `IRIS_ISA`), with the plain reference
+//! kernels as the baseline on the shapes where they finish in reasonable time.
+//! Throughput is reported in elements = flops (matmul, attention) so criterion's
+//! "elem/s" reads as FLOP/s. `iris bench kernels` prints the same shapes against the
+//! machine's probed peak.
+
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use iris_kernels::cpu::reference as kernel;
+use half::bf16;
+use iris_kernels::cpu::bench::MATMUL_SHAPES;
+use iris_kernels::cpu::reference::{self as kernel, AttentionParams, KvStrides};
+use iris_kernels::cpu::{attention, gemm, isa};
 use iris_kernels::testing::Rng;
 use iris_kernels::WeightSlice;
 
 fn matmul(c: &mut Criterion) {
+    let isa = isa::selected();
+    let mut group = c.benchmark_group(format!("{isa}/matmul"));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(2));
+    for (m, n, k) in MATMUL_SHAPES {
+        let mut rng = Rng::new(1);
+        let a = rng.vec(m * k, -1.0, 1.0);
+        let w = rng.vec(n * k, -1.0, 1.0);
+        let wb: Vec<bf16> = w.iter().map(|&x| bf16::from_f32(x)).collect();
+        let mut out = vec![0.0; m * n];
+        group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        for (name, ws) in [
+            ("f32", WeightSlice::F32(&w)),
+            ("bf16", WeightSlice::BF16(&wb)),
+        ] {
+            group.bench_with_input(
+                BenchmarkId::new(name, format!("{m}x{n}x{k}")),
+                &(),
+                |b, _| b.iter(|| gemm::matmul(isa, &a, ws, None, m, n, k, &mut out)),
+            );
+        }
+    }
+    group.finish();
+}
+
+fn attention_bench(c: &mut Criterion) {
+    let isa = isa::selected();
+    let mut group = c.benchmark_group(format!("{isa}/attention"));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(2));
+    // SmolLM2-135M: 9 query heads, 3 kv heads, head_dim 64; K/V in the bhsd cache.
+    for (q_len, kv_len) in [(512usize, 512usize), (1, 512)] {
+        let (nh, nkv, d) = (9, 3, 64);
+        let p = AttentionParams {
+            batch: 1,
+            q_len,
+            kv_len,
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: d,
+            scale: 0.125,
+            causal: true,
+        };
+        let mut rng = Rng::new(2);
+        let q = rng.vec(q_len * nh * d, -1.0, 1.0);
+        let k = rng.vec(nkv * kv_len * d, -1.0, 1.0);
+        let v = rng.vec(nkv * kv_len * d, -1.0, 1.0);
+        let kv = KvStrides::bhsd(kv_len, nkv, d);
+        let mut out = vec![0.0; q.len()];
+        let pairs: usize = (0..q_len).map(|i| kv_len - q_len + i + 1).sum();
+        group.throughput(Throughput::Elements((4 * pairs * d * nh) as u64));
+        let id = format!("q{q_len}_kv{kv_len}");
+        group.bench_function(BenchmarkId::new("flash", &id), |b| {
+            b.iter(|| attention::attention(isa, &q, &k, &v, kv, None, &p, &mut out))
+        });
+        group.bench_function(BenchmarkId::new("reference", &id), |b| {
+            b.iter(|| kernel::attention(&q, &k, &v, kv, None, &p, &mut out))
+        });
+    }
+    group.finish();
+}
+
+fn reference_matmul(c: &mut Criterion) {
     let mut group = c.benchmark_group("reference/matmul");
     group.sample_size(10);
     // SmolLM2-135M decode (GEMV) and a small prefill tile.
@@ -39,5 +113,5 @@ fn rms_norm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmul, rms_norm);
+criterion_group!(benches, matmul, attention_bench, reference_matmul, rms_norm);
 criterion_main!(benches);

@@ -8,7 +8,10 @@
 # (nvidia/cuda_nvcc/bin/ptxas in site-packages or .whl/nvcc; pip-installed into .whl/nvcc
 # when none is found).
 #
-# Usage: bash scripts/check_ptx.sh [file.ptx ...]   (default: every kernels/src/cuda/ptx/*.ptx)
+# Usage: bash scripts/check_ptx.sh [file.ptx ...]
+# Default: every module the runtime can load, as `iris kernels --dump-ptx` writes them (so
+# generated modules are covered too), falling back to kernels/src/cuda/ptx/*.ptx when the
+# CLI cannot be built (IRIS_PTX_FROM_FILES=1 forces the fallback).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -51,7 +54,15 @@ echo "ptxas: $PTXAS_BIN ($("$PTXAS_BIN" --version | tail -1))"
 if [[ $# -gt 0 ]]; then
     FILES=("$@")
 else
-    mapfile -t FILES < <(find kernels/src/cuda/ptx -name '*.ptx' | sort)
+    DUMP_DIR=$(mktemp -d)
+    trap 'rm -rf "$DUMP_DIR"' EXIT
+    if [[ "${IRIS_PTX_FROM_FILES:-0}" != 1 ]] \
+        && cargo run --quiet --features cuda -p iris-cli -- kernels --dump-ptx "$DUMP_DIR" >&2; then
+        mapfile -t FILES < <(find "$DUMP_DIR" -name '*.ptx' | sort)
+    else
+        echo "note: assembling kernels/src/cuda/ptx/*.ptx (no module dump)" >&2
+        mapfile -t FILES < <(find kernels/src/cuda/ptx -name '*.ptx' | sort)
+    fi
 fi
 if [[ ${#FILES[@]} -eq 0 ]]; then
     echo "error: no .ptx files found" >&2

@@ -13,9 +13,12 @@ use half::bf16;
 use iris_kernels::cpu::reference;
 use iris_kernels::testing::{assert_nmse, Rng, NMSE_F32_ELEMENTWISE, NMSE_F32_REDUCTION};
 use iris_kernels::WeightSlice;
+use iris_models::check::check_text_model;
+use iris_models::generate::{GenerationConfig, SamplingParams, TextSession};
+use iris_models::text_model::TextModel;
 use iris_runtime::backend::cuda::{driver_present, CudaBackend, CudaSlot};
 use iris_runtime::backend::{Backend, Operand};
-use iris_runtime::graph::Op;
+use iris_runtime::graph::{Executor, ExecutorOptions, GraphBuilder, Op, ValueId};
 use iris_runtime::{DType, Error, Shape, Tensor};
 
 /// The backend on device 0, or `None` (after printing why) when there is none. With
@@ -398,8 +401,9 @@ fn unsupported_and_invalid_ops_are_errors() {
     let x = operand(&slots[0], DType::F32, &[4, 16]);
     let y = operand(&slots[1], DType::F32, &[4, 16]);
     let out = operand(&slots[2], DType::F32, &[4, 16]);
+    let half_w = operand(&slots[1], DType::F16, &[16, 16]);
     let err = be
-        .execute(&Op::Softmax, std::slice::from_ref(&x), &out)
+        .execute(&Op::MatMul { has_bias: false }, &[x.clone(), half_w], &out)
         .unwrap_err();
     assert!(
         matches!(
@@ -475,8 +479,238 @@ fn op_harness_through_the_executor_matches_cpu_reference() {
         failed.len()
     );
     assert!(failed.is_empty(), "cases failed: {failed:?}");
-    assert!(
-        passed >= 20,
-        "the CUDA backend should cover add, rms_norm and matmul cases"
+    // Only matmul with f16 weights is left without a kernel.
+    let unexpected: Vec<&str> = reports
+        .iter()
+        .filter(|r| matches!(r.outcome, CaseOutcome::Skipped(_)))
+        .map(|r| r.name.as_str())
+        .filter(|name| !(name.starts_with("matmul") && name.contains("w=f16")))
+        .collect();
+    assert!(unexpected.is_empty(), "skipped: {unexpected:?}");
+    assert!(passed >= 70, "only {passed} cases passed");
+}
+
+/// A fixture folder, resolved from the current directory (the repository root where
+/// scripts/gpu/run_cuda_tests.sh runs the prebuilt binary), falling back to the source tree.
+fn fixture(name: &str) -> std::path::PathBuf {
+    let here = std::path::Path::new("fixtures").join(name);
+    if here.is_dir() {
+        return here;
+    }
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+fn graph_input(g: &mut GraphBuilder, name: &str, dtype: DType, dims: &[usize]) -> ValueId {
+    g.input(name, dtype, dims.to_vec()).unwrap()
+}
+
+/// Prefill then one-token decode steps through CachedAttention on the device equal full
+/// causal attention over the whole sequence (CPU reference), including GQA.
+#[test]
+fn cached_attention_prefill_then_decode_equals_full_causal_attention() {
+    let Some(mut be) = backend() else { return };
+    let (hq, hkv, d, max_seq, prompt, total) = (6usize, 2usize, 24usize, 16usize, 5usize, 9usize);
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut rng = Rng::new(0xca7);
+    let q = rng.vec(total * hq * d, -1.5, 1.5);
+    let k = rng.vec(total * hkv * d, -1.5, 1.5);
+    let v = rng.vec(total * hkv * d, -1.5, 1.5);
+    let mut expected = vec![0.0; q.len()];
+    let params = reference::AttentionParams {
+        batch: 1,
+        q_len: total,
+        kv_len: total,
+        n_heads: hq,
+        n_kv_heads: hkv,
+        head_dim: d,
+        scale,
+        causal: true,
+    };
+    reference::attention(
+        &q,
+        &k,
+        &v,
+        reference::KvStrides::bthd(total, hkv, d),
+        None,
+        &params,
+        &mut expected,
+    );
+
+    let mut got = Vec::new();
+    let run_chunk = |be: &mut CudaBackend, start: usize, t: usize| {
+        let mut g = GraphBuilder::new();
+        let qv = graph_input(&mut g, "q", DType::F32, &[1, t, hq, d]);
+        let kv = graph_input(&mut g, "k", DType::F32, &[1, t, hkv, d]);
+        let vv = graph_input(&mut g, "v", DType::F32, &[1, t, hkv, d]);
+        let past = graph_input(&mut g, "past_len", DType::I64, &[1]);
+        let kc = g.state("test.k", DType::F32, [1, hkv, max_seq, d]).unwrap();
+        let vc = g.state("test.v", DType::F32, [1, hkv, max_seq, d]).unwrap();
+        let out = g.cached_attention(qv, kv, vv, kc, vc, past, scale).unwrap();
+        g.output("out", out).unwrap();
+        let mut exec = Executor::new(be, g.build(), ExecutorOptions::default()).unwrap();
+        let qs = f32_tensor(&q[start * hq * d..(start + t) * hq * d], &[1, t, hq, d]);
+        let ks = f32_tensor(&k[start * hkv * d..(start + t) * hkv * d], &[1, t, hkv, d]);
+        let vs = f32_tensor(&v[start * hkv * d..(start + t) * hkv * d], &[1, t, hkv, d]);
+        let p = Tensor::from_slice(&[start as i64], [1]).unwrap();
+        exec.run(be, &[("q", &qs), ("k", &ks), ("v", &vs), ("past_len", &p)])
+            .unwrap();
+        exec.read(be, "out").unwrap().to_vec_f32()
+    };
+    got.extend(run_chunk(&mut be, 0, prompt));
+    for step in prompt..total {
+        got.extend(run_chunk(&mut be, step, 1));
+    }
+    assert_nmse(
+        "cached attention prefill + decode",
+        &got,
+        &expected,
+        NMSE_F32_REDUCTION,
+    );
+}
+
+/// Data-dependent failures raise the device error flag and come back as errors from the
+/// next synchronize/read, and the backend keeps working afterwards.
+#[test]
+fn device_error_flags_are_errors_not_panics() {
+    let Some(mut be) = backend() else { return };
+    // Embedding id out of range.
+    let table = f32_tensor(&Rng::new(5).vec(7 * 3, -1.0, 1.0), &[7, 3]);
+    let t_slot = be.weight(&table).unwrap();
+    // i64 operands need 8-byte alignment: fresh allocations (`place` aligns to 4 only).
+    let slots = [be.alloc(8 * 2).unwrap(), be.alloc(4 * 6).unwrap()];
+    for bad in [7i64, -1] {
+        let ids = Tensor::from_slice(&[2i64, bad], [2]).unwrap();
+        be.write(&slots[0], &ids).unwrap();
+        let inputs = [
+            operand(&slots[0], DType::I64, &[2]),
+            operand(&t_slot, DType::F32, &[7, 3]),
+        ];
+        let output = operand(&slots[1], DType::F32, &[2, 3]);
+        be.execute(&Op::Embedding, &inputs, &output).unwrap();
+        let err = be.synchronize().unwrap_err();
+        println!("embedding id {bad}: {err}");
+        assert!(
+            matches!(
+                err,
+                Error::InvalidOp {
+                    op: "embedding",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        be.synchronize()
+            .expect("the flag is cleared after it is reported");
+    }
+
+    // KV cache overflow: past_len + T > S, and a negative past_len.
+    let (hkv, d, s) = (1usize, 8usize, 4usize);
+    let k_cache = be
+        .state("flag.k", DType::F32, &Shape::new([1, hkv, s, d]))
+        .unwrap();
+    let v_cache = be
+        .state("flag.v", DType::F32, &Shape::new([1, hkv, s, d]))
+        .unwrap();
+    let mut slots = place(&mut be, &[4 * 2 * d, 4 * 2 * d, 4 * 2 * d, 8, 4 * 2 * d]);
+    slots[3] = be.alloc(8).unwrap(); // i64: 8-byte aligned
+    let data = f32_tensor(&Rng::new(6).vec(2 * d, -1.0, 1.0), &[1, 2, 1, d]);
+    for slot in &slots[..3] {
+        be.write(slot, &data).unwrap();
+    }
+    for past in [3i64, -2] {
+        be.write(&slots[3], &Tensor::from_slice(&[past], [1]).unwrap())
+            .unwrap();
+        let inputs = [
+            operand(&slots[0], DType::F32, &[1, 2, 1, d]),
+            operand(&slots[1], DType::F32, &[1, 2, hkv, d]),
+            operand(&slots[2], DType::F32, &[1, 2, hkv, d]),
+            operand(&k_cache, DType::F32, &[1, hkv, s, d]),
+            operand(&v_cache, DType::F32, &[1, hkv, s, d]),
+            operand(&slots[3], DType::I64, &[1]),
+        ];
+        let output = operand(&slots[4], DType::F32, &[1, 2, 1, d]);
+        be.execute(&Op::CachedAttention { scale: 0.3 }, &inputs, &output)
+            .unwrap();
+        let err = be
+            .read(&output.slot, DType::F32, &output.shape)
+            .unwrap_err();
+        println!("past_len {past}: {err}");
+        assert!(
+            matches!(
+                err,
+                Error::InvalidOp {
+                    op: "cached_attention",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let zeros = be
+            .read(&k_cache, DType::F32, &Shape::new([1, hkv, s, d]))
+            .unwrap()
+            .to_vec_f32();
+        assert!(zeros.iter().all(|&v| v == 0.0), "the cache was written");
+    }
+}
+
+fn check_tiny_model(name: &str) {
+    let Some(be) = backend() else { return };
+    let dir = fixture(name);
+    let model = TextModel::load(&dir, None).unwrap();
+    let report = check_text_model(&model, be, &dir.join("reference.safetensors"), None).unwrap();
+    for c in &report {
+        println!(
+            "{name} on cuda: {} nmse {:.3e} max abs {:.3e} cosine {:.9}",
+            c.name, c.nmse, c.max_abs_error, c.cosine
+        );
+        assert!(c.nmse <= 1e-6, "{name}: {} nmse {:.3e}", c.name, c.nmse);
+        assert!(c.passed, "{name}: {} failed", c.name);
+    }
+}
+
+#[test]
+fn tiny_llama_logits_match_transformers() {
+    check_tiny_model("tiny-llama");
+}
+
+#[test]
+fn tiny_qwen2_logits_match_transformers() {
+    check_tiny_model("tiny-qwen2");
+}
+
+#[test]
+fn tiny_llama3_logits_match_transformers() {
+    check_tiny_model("tiny-llama3");
+}
+
+#[test]
+fn tiny_llama_greedy_matches_transformers() {
+    let Some(be) = backend() else { return };
+    let dir = fixture("tiny-llama");
+    let text = std::fs::read_to_string(dir.join("greedy.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let ids = |key: &str| -> Vec<u32> {
+        json[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let (prompt, expected) = (ids("input_ids"), ids("output_ids"));
+    let model = TextModel::load(&dir, None).unwrap();
+    let mut session = TextSession::new(model.model.clone(), be, 64).unwrap();
+    let config = GenerationConfig {
+        max_new_tokens: expected.len(),
+        sampling: SamplingParams::default(),
+        eos_token_ids: Vec::new(),
+    };
+    let out = session.generate(&prompt, &config, |_| true).unwrap();
+    println!("tiny-llama greedy on cuda: {:?}", out.tokens);
+    assert_eq!(
+        out.tokens, expected,
+        "greedy tokens differ from transformers"
     );
 }

@@ -50,7 +50,10 @@ pub fn default_threshold(weight_dtype: DType) -> f64 {
 
 fn reference_tensor(store: &WeightStore, path: &Path, name: &str) -> Result<Tensor, ModelError> {
     if !store.contains(name) {
-        return Err(ModelError::Invalid(format!("{}: the reference has no `{name}` tensor", path.display())));
+        return Err(ModelError::Invalid(format!(
+            "{}: the reference has no `{name}` tensor",
+            path.display()
+        )));
     }
     Ok(store.get(name)?)
 }
@@ -66,12 +69,18 @@ pub fn reference_input_ids(store: &WeightStore, path: &Path) -> Result<Vec<u32>,
         )));
     }
     let values = ids.to_vec_i64().map_err(|_| {
-        ModelError::Invalid(format!("{}: `input_ids` must be an integer tensor, found {}", path.display(), ids.dtype()))
+        ModelError::Invalid(format!(
+            "{}: `input_ids` must be an integer tensor, found {}",
+            path.display(),
+            ids.dtype()
+        ))
     })?;
     values
         .iter()
         .map(|&v| {
-            u32::try_from(v).map_err(|_| ModelError::Invalid(format!("{}: `input_ids` holds {v}", path.display())))
+            u32::try_from(v).map_err(|_| {
+                ModelError::Invalid(format!("{}: `input_ids` holds {v}", path.display()))
+            })
         })
         .collect()
 }
@@ -98,5 +107,10 @@ pub fn check_text_model<B: Backend>(
     let mut session = TextSession::new(model.model.clone(), backend, ids.len() + 1)?;
     let logits = session.forward_all(&ids)?;
     let threshold = threshold.unwrap_or_else(|| default_threshold(model.weight_dtype));
-    Ok(vec![Comparison::new("logits", &logits.to_vec_f32(), &expected.to_vec_f32(), threshold)])
+    Ok(vec![Comparison::new(
+        "logits",
+        &logits.to_vec_f32(),
+        &expected.to_vec_f32(),
+        threshold,
+    )])
 }

@@ -26,16 +26,23 @@ fn generation_eos(dir: &Path) -> Result<Option<Vec<u32>>, ModelError> {
     if !path.exists() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Io { path: path.clone(), error: e })?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| ModelError::Json { path: path.clone(), error: e })?;
+    let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Io {
+        path: path.clone(),
+        error: e,
+    })?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| ModelError::Json {
+        path: path.clone(),
+        error: e,
+    })?;
     match value.get("eos_token_id") {
         None | Some(Value::Null) => Ok(None),
         Some(v) => {
-            let ids: TokenIds = serde_json::from_value(v.clone()).map_err(|e| ModelError::Config {
-                path: path.clone(),
-                field: "eos_token_id".into(),
-                message: e.to_string(),
-            })?;
+            let ids: TokenIds =
+                serde_json::from_value(v.clone()).map_err(|e| ModelError::Config {
+                    path: path.clone(),
+                    field: "eos_token_id".into(),
+                    message: e.to_string(),
+                })?;
             Ok(Some(ids.to_vec()))
         }
     }
@@ -52,8 +59,16 @@ impl TextModel {
         let model = LlamaModel::load(config, &weights.pp("model"), &weights)?;
         let weight_dtype = match dtype {
             Some(d) => d,
-            None => weights.store().info("model.embed_tokens.weight")?.iris_dtype().unwrap_or(DType::F32),
+            None => weights
+                .store()
+                .info("model.embed_tokens.weight")?
+                .iris_dtype()
+                .unwrap_or(DType::F32),
         };
-        Ok(TextModel { model: Arc::new(model), eos_token_ids, weight_dtype })
+        Ok(TextModel {
+            model: Arc::new(model),
+            eos_token_ids,
+            weight_dtype,
+        })
     }
 }

@@ -20,11 +20,19 @@ pub struct Weights {
 
 impl Weights {
     pub fn open(path: impl AsRef<Path>, dtype: Option<DType>) -> Result<Self, ModelError> {
-        Ok(Weights { store: Arc::new(WeightStore::open(path)?), prefix: String::new(), dtype })
+        Ok(Weights {
+            store: Arc::new(WeightStore::open(path)?),
+            prefix: String::new(),
+            dtype,
+        })
     }
 
     pub fn from_store(store: Arc<WeightStore>, dtype: Option<DType>) -> Self {
-        Weights { store, prefix: String::new(), dtype }
+        Weights {
+            store,
+            prefix: String::new(),
+            dtype,
+        }
     }
 
     pub fn store(&self) -> &WeightStore {
@@ -33,8 +41,15 @@ impl Weights {
 
     /// The same weights under `prefix.` + `name`.
     pub fn pp(&self, name: impl std::fmt::Display) -> Weights {
-        let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
-        Weights { prefix, ..self.clone() }
+        let prefix = if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        };
+        Weights {
+            prefix,
+            ..self.clone()
+        }
     }
 
     pub fn full_name(&self, name: &str) -> String {
@@ -66,7 +81,10 @@ impl Weights {
             });
         }
         if !tensor.dtype().is_float() {
-            return Err(ModelError::Weight { name: full, message: format!("expected a float tensor, found {}", tensor.dtype()) });
+            return Err(ModelError::Weight {
+                name: full,
+                message: format!("expected a float tensor, found {}", tensor.dtype()),
+            });
         }
         match self.dtype {
             Some(dtype) if dtype != tensor.dtype() => Ok(tensor.to_dtype(dtype)?),

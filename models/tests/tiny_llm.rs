@@ -13,7 +13,9 @@ use iris_runtime::safetensors::WeightStore;
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures")
+        .join(name)
 }
 
 fn greedy(dir: &Path) -> (Vec<u32>, Vec<u32>) {
@@ -21,7 +23,12 @@ fn greedy(dir: &Path) -> (Vec<u32>, Vec<u32>) {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let json: Value = serde_json::from_str(&text).unwrap();
     let ids = |key: &str| -> Vec<u32> {
-        json[key].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()
+        json[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect()
     };
     (ids("input_ids"), ids("output_ids"))
 }
@@ -29,10 +36,23 @@ fn greedy(dir: &Path) -> (Vec<u32>, Vec<u32>) {
 fn check_logits(name: &str, threshold: f64) {
     let dir = fixture(name);
     let model = TextModel::load(&dir, None).unwrap();
-    let report = check_text_model(&model, CpuBackend::new(), &dir.join("reference.safetensors"), Some(threshold)).unwrap();
+    let report = check_text_model(
+        &model,
+        CpuBackend::new(),
+        &dir.join("reference.safetensors"),
+        Some(threshold),
+    )
+    .unwrap();
     for c in &report {
-        println!("{name}: {} nmse {:.3e} max abs {:.3e} cosine {:.9}", c.name, c.nmse, c.max_abs_error, c.cosine);
-        assert!(c.passed, "{name}: {} nmse {:.3e} > {threshold:.0e}", c.name, c.nmse);
+        println!(
+            "{name}: {} nmse {:.3e} max abs {:.3e} cosine {:.9}",
+            c.name, c.nmse, c.max_abs_error, c.cosine
+        );
+        assert!(
+            c.passed,
+            "{name}: {} nmse {:.3e} > {threshold:.0e}",
+            c.name, c.nmse
+        );
     }
 }
 
@@ -53,8 +73,14 @@ fn check_greedy(name: &str) {
             true
         })
         .unwrap();
-    assert_eq!(out.tokens, expected, "{name}: greedy tokens differ from transformers");
-    assert_eq!(streamed, expected, "{name}: the callback saw every token in order");
+    assert_eq!(
+        out.tokens, expected,
+        "{name}: greedy tokens differ from transformers"
+    );
+    assert_eq!(
+        streamed, expected,
+        "{name}: the callback saw every token in order"
+    );
 }
 
 #[test]
@@ -106,9 +132,17 @@ fn bf16_weights_match_transformers_f32_compute_tightly() {
         let dir = fixture(name);
         let model = TextModel::load(&dir, None).unwrap();
         let reference = WeightStore::open(dir.join("reference.safetensors")).unwrap();
-        let ids: Vec<u32> = reference.get("input_ids").unwrap().to_vec_i64().unwrap().iter().map(|&v| v as u32).collect();
+        let ids: Vec<u32> = reference
+            .get("input_ids")
+            .unwrap()
+            .to_vec_i64()
+            .unwrap()
+            .iter()
+            .map(|&v| v as u32)
+            .collect();
         let expected = reference.get("logits_f32_compute").unwrap().to_vec_f32();
-        let mut session = TextSession::new(model.model.clone(), CpuBackend::new(), ids.len() + 1).unwrap();
+        let mut session =
+            TextSession::new(model.model.clone(), CpuBackend::new(), ids.len() + 1).unwrap();
         let got = session.forward_all(&ids).unwrap().to_vec_f32();
         let err = nmse(&got, &expected);
         println!("{name}: f32-compute nmse {err:.3e}");
@@ -121,7 +155,38 @@ fn bf16_weights_match_transformers_f32_compute_tightly() {
 fn f32_checkpoint_run_as_bf16() {
     let dir = fixture("tiny-llama");
     let model = TextModel::load(&dir, Some(iris_runtime::DType::BF16)).unwrap();
-    let report = check_text_model(&model, CpuBackend::new(), &dir.join("reference.safetensors"), None).unwrap();
+    let report = check_text_model(
+        &model,
+        CpuBackend::new(),
+        &dir.join("reference.safetensors"),
+        None,
+    )
+    .unwrap();
     assert_eq!(report[0].threshold, 1e-3);
     assert!(report[0].passed, "nmse {:.3e}", report[0].nmse);
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_a_clear_error() {
+    let model = TextModel::load(fixture("tiny-llama"), None).unwrap();
+    let mut session = TextSession::new(model.model.clone(), CpuBackend::new(), 8).unwrap();
+    let config = GenerationConfig {
+        max_new_tokens: 4,
+        sampling: SamplingParams::default(),
+        eos_token_ids: vec![],
+    };
+    let err = session.generate(&[5; 8], &config, |_| true).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not fit the context of 8 tokens"),
+        "{err}"
+    );
+    // A prompt that fits generates until the cache is full: 6 prompt tokens and 2 generated
+    // ones fill the 8 rows; the 3rd new token comes from those and never needs a row.
+    let out = session.generate(&[5; 6], &config, |_| true).unwrap();
+    assert_eq!(out.tokens.len(), 3);
+    assert_eq!(
+        out.stop_reason,
+        iris_models::generate::StopReason::ContextFull
+    );
 }

@@ -317,7 +317,7 @@ fn run_case<B: Backend>(backend: &mut B, case: &OpCase) -> Result<Tensor> {
 
 /// Runs every case on `candidate` and on the CPU reference backend.
 pub fn compare_backend<B: Backend>(candidate: &mut B, seed: u64) -> Result<Vec<CaseReport>> {
-    let mut reference = CpuBackend::new();
+    let mut reference = CpuBackend::reference();
     let mut reports = Vec::new();
     for case in all_cases(seed) {
         let expected = run_case(&mut reference, &case)?.to_vec_f32();

@@ -1,4 +1,13 @@
 //! CPU kernels. `reference` holds the plain scalar version of every op (f32 results, f32/f64
-//! accumulation): the source of truth every SIMD and CUDA kernel is tested against.
+//! accumulation): the source of truth every SIMD and CUDA kernel is tested against. The fast
+//! kernels take an [`isa::Isa`] (runtime dispatch, see `isa`) and split work over rayon:
+//! `gemm` (tiled matmul), `gemv` (decode matmul), `attention` (flash-style), `rowops`
+//! (vectorized norms and activations).
 
+pub mod attention;
+pub mod bench;
+pub mod gemm;
+pub mod gemv;
+pub mod isa;
 pub mod reference;
+pub(crate) mod simd;

@@ -14,6 +14,19 @@
 //! | `rms_norm_f32_wbf16`  | the same with a bf16 weight               | [`rms_norm_dims`]       |
 //! | `matmul_f32`          | `a[M,K] @ w[N,K]^T (+ bias[N])`, f32 w    | [`matmul_dims`]         |
 //! | `matmul_f32_wbf16`    | the same with bf16 weight and bias        | [`matmul_dims`]         |
+//! | `mul_f32`             | `out[i] = a[i] * b[i % b_len]`            | [`elementwise_dims`]    |
+//! | `scale_f32`, `silu_f32`, `silu_mul_f32`, `quick_gelu_f32`, `gelu_erf_f32`, `gelu_tanh_f32` | elementwise | [`elementwise_dims`] |
+//! | `softmax_f32`, `layer_norm_f32(_wbf16)`, `argmax_f32` | one block per row | [`row_dims`] |
+//! | `embedding_f32(_wbf16)` | row gather, i64 ids, error flag         | [`elementwise_dims`]    |
+//! | `copy_strided_b32`    | rank-6 strided copy (permute/slice/concat/pixel shuffle) | [`elementwise_dims`] |
+//! | `conv2d_f32(_wbf16)`  | direct conv, one thread per output        | [`elementwise_dims`]    |
+//! | `rope_f32`            | rotate_half RoPE, f64 sin/cos             | [`elementwise_dims`]    |
+//! | `kv_write_f32`        | KV-cache append at device past_len        | [`elementwise_dims`]    |
+//! | `attention_f32`       | one warp per query row, online softmax    | [`attention_dims`]      |
+//!
+//! Kernels that can fail on data (an embedding id out of range, a KV cache overflow) never
+//! trap: they write a code into a small device error flag that the backend checks at every
+//! synchronize and read ([`ERROR_EMBEDDING_ID`], [`ERROR_KV_OVERFLOW`]).
 //!
 //! ptxas 12.9 (`-v`): add_f32 16 registers; rms_norm_* 19 (sm_80) / 18 (sm_90a) registers,
 //! 132 B shared; matmul_* 64 (sm_80) / 56 (sm_90a) registers, 8704 B shared; no spills.
@@ -64,6 +77,139 @@ pub const MATMUL_F32_WBF16: PtxModule = PtxModule {
     kernels: &["matmul_f32_wbf16"],
 };
 
+/// `out[i] = a[i] * b[i % b_len]`, f32.
+pub const MUL_F32: PtxModule = PtxModule {
+    name: "mul_f32",
+    source: include_str!("ptx/mul_f32.ptx"),
+    kernels: &["mul_f32"],
+};
+
+/// `out = x * factor`, f32.
+pub const SCALE_F32: PtxModule = PtxModule {
+    name: "scale_f32",
+    source: include_str!("ptx/scale_f32.ptx"),
+    kernels: &["scale_f32"],
+};
+
+/// `out = x * sigmoid(x)`, f32.
+pub const SILU_F32: PtxModule = PtxModule {
+    name: "silu_f32",
+    source: include_str!("ptx/silu_f32.ptx"),
+    kernels: &["silu_f32"],
+};
+
+/// `out = silu(gate) * up`, f32.
+pub const SILU_MUL_F32: PtxModule = PtxModule {
+    name: "silu_mul_f32",
+    source: include_str!("ptx/silu_mul_f32.ptx"),
+    kernels: &["silu_mul_f32"],
+};
+
+/// `out = x * sigmoid(1.702 x)`, f32.
+pub const QUICK_GELU_F32: PtxModule = PtxModule {
+    name: "quick_gelu_f32",
+    source: include_str!("ptx/quick_gelu_f32.ptx"),
+    kernels: &["quick_gelu_f32"],
+};
+
+/// Exact (erf) GELU, f32.
+pub const GELU_ERF_F32: PtxModule = PtxModule {
+    name: "gelu_erf_f32",
+    source: include_str!("ptx/gelu_erf_f32.ptx"),
+    kernels: &["gelu_erf_f32"],
+};
+
+/// Tanh-approximated GELU, f32.
+pub const GELU_TANH_F32: PtxModule = PtxModule {
+    name: "gelu_tanh_f32",
+    source: include_str!("ptx/gelu_tanh_f32.ptx"),
+    kernels: &["gelu_tanh_f32"],
+};
+
+/// Row softmax, f32.
+pub const SOFTMAX_F32: PtxModule = PtxModule {
+    name: "softmax_f32",
+    source: include_str!("ptx/softmax_f32.ptx"),
+    kernels: &["softmax_f32"],
+};
+
+/// LayerNorm over the last axis, f32 weight and bias.
+pub const LAYER_NORM_F32: PtxModule = PtxModule {
+    name: "layer_norm_f32",
+    source: include_str!("ptx/layer_norm_f32.ptx"),
+    kernels: &["layer_norm_f32"],
+};
+
+/// LayerNorm over the last axis, bf16 weight and bias.
+pub const LAYER_NORM_F32_WBF16: PtxModule = PtxModule {
+    name: "layer_norm_f32_wbf16",
+    source: include_str!("ptx/layer_norm_f32_wbf16.ptx"),
+    kernels: &["layer_norm_f32_wbf16"],
+};
+
+/// Row argmax (first maximum), i64 out.
+pub const ARGMAX_F32: PtxModule = PtxModule {
+    name: "argmax_f32",
+    source: include_str!("ptx/argmax_f32.ptx"),
+    kernels: &["argmax_f32"],
+};
+
+/// Row gather from an f32 table by i64 ids (device error flag on a bad id).
+pub const EMBEDDING_F32: PtxModule = PtxModule {
+    name: "embedding_f32",
+    source: include_str!("ptx/embedding_f32.ptx"),
+    kernels: &["embedding_f32"],
+};
+
+/// Row gather from a bf16 table by i64 ids.
+pub const EMBEDDING_F32_WBF16: PtxModule = PtxModule {
+    name: "embedding_f32_wbf16",
+    source: include_str!("ptx/embedding_f32_wbf16.ptx"),
+    kernels: &["embedding_f32_wbf16"],
+};
+
+/// Rank-6 strided copy of 4-byte words (permute, slice, concat, pixel shuffle).
+pub const COPY_STRIDED_B32: PtxModule = PtxModule {
+    name: "copy_strided_b32",
+    source: include_str!("ptx/copy_strided_b32.ptx"),
+    kernels: &["copy_strided_b32"],
+};
+
+/// Direct 2-D convolution, f32 weight.
+pub const CONV2D_F32: PtxModule = PtxModule {
+    name: "conv2d_f32",
+    source: include_str!("ptx/conv2d_f32.ptx"),
+    kernels: &["conv2d_f32"],
+};
+
+/// Direct 2-D convolution, bf16 weight.
+pub const CONV2D_F32_WBF16: PtxModule = PtxModule {
+    name: "conv2d_f32_wbf16",
+    source: include_str!("ptx/conv2d_f32_wbf16.ptx"),
+    kernels: &["conv2d_f32_wbf16"],
+};
+
+/// Rotary embedding (rotate_half, partial rotary), i64 positions.
+pub const ROPE_F32: PtxModule = PtxModule {
+    name: "rope_f32",
+    source: include_str!("ptx/rope_f32.ptx"),
+    kernels: &["rope_f32"],
+};
+
+/// KV-cache append at a device-resident past_len (device error flag on overflow).
+pub const KV_WRITE_F32: PtxModule = PtxModule {
+    name: "kv_write_f32",
+    source: include_str!("ptx/kv_write_f32.ptx"),
+    kernels: &["kv_write_f32"],
+};
+
+/// Attention, one warp per query row, online softmax; also over the KV cache.
+pub const ATTENTION_F32: PtxModule = PtxModule {
+    name: "attention_f32",
+    source: include_str!("ptx/attention_f32.ptx"),
+    kernels: &["attention_f32"],
+};
+
 /// Every module the CUDA backend loads (and `iris kernels --dump-ptx` writes).
 pub const MODULES: &[PtxModule] = &[
     ADD_F32,
@@ -71,6 +217,25 @@ pub const MODULES: &[PtxModule] = &[
     RMS_NORM_F32_WBF16,
     MATMUL_F32,
     MATMUL_F32_WBF16,
+    MUL_F32,
+    SCALE_F32,
+    SILU_F32,
+    SILU_MUL_F32,
+    QUICK_GELU_F32,
+    GELU_ERF_F32,
+    GELU_TANH_F32,
+    SOFTMAX_F32,
+    LAYER_NORM_F32,
+    LAYER_NORM_F32_WBF16,
+    ARGMAX_F32,
+    EMBEDDING_F32,
+    EMBEDDING_F32_WBF16,
+    COPY_STRIDED_B32,
+    CONV2D_F32,
+    CONV2D_F32_WBF16,
+    ROPE_F32,
+    KV_WRITE_F32,
+    ATTENTION_F32,
 ];
 
 /// Grid and block of one kernel launch, in CUDA's (x, y, z) order.
@@ -130,6 +295,45 @@ pub fn matmul_dims(m: u32, n: u32) -> LaunchDims {
         shared_mem_bytes: 0,
     }
 }
+
+/// Launch of the 1-D grid-stride kernels (every elementwise kernel, embedding, rope,
+/// kv_write, copy_strided, conv2d) over `n >= 1` elements: as [`add_f32_dims`].
+pub fn elementwise_dims(n: u32) -> LaunchDims {
+    add_f32_dims(n)
+}
+
+/// Threads per block of the row kernels (softmax, layer_norm, argmax): one block per row.
+pub const ROW_BLOCK: u32 = 256;
+
+/// Launch of the row kernels (softmax, layer_norm, argmax) over `rows >= 1` rows.
+pub fn row_dims(rows: u32) -> LaunchDims {
+    LaunchDims {
+        grid: (rows.max(1), 1, 1),
+        block: (ROW_BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Largest head_dim `attention_f32` handles (4 dims per lane of one warp).
+pub const ATTENTION_MAX_HEAD_DIM: usize = 128;
+/// Rank of `copy_strided_b32`'s index space.
+pub const COPY_RANK: usize = 6;
+
+/// Launch of `attention_f32`: one 32-thread block (a warp) per (query head, query row,
+/// batch); `q_len` and `batch` are at most 65535 (gridDim.y/z).
+pub fn attention_dims(heads: u32, q_len: u32, batch: u32) -> LaunchDims {
+    LaunchDims {
+        grid: (heads.max(1), q_len.max(1), batch.max(1)),
+        block: (32, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Device error codes the kernels raise in the backend's error flag (u32 at byte 0; the
+/// limit at byte 4 as u32, the offending value at byte 8 as i64).
+pub const ERROR_EMBEDDING_ID: u32 = 1;
+/// `kv_write_f32`: past_len < 0 or past_len + new tokens > the cache length.
+pub const ERROR_KV_OVERFLOW: u32 = 2;
 
 /// Most rows `matmul_dims` can cover: gridDim.y is limited to 65535 blocks.
 pub const MATMUL_MAX_M: usize = 65535 * MATMUL_TILE as usize;

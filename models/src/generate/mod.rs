@@ -74,14 +74,35 @@ pub struct TextSession<B: Backend> {
 
 impl<B: Backend> TextSession<B> {
     /// Builds and compiles the decode graph; the KV cache holds `max_context` tokens.
-    pub fn new(model: Arc<LlamaModel>, mut backend: B, max_context: usize) -> Result<Self, ModelError> {
+    pub fn new(
+        model: Arc<LlamaModel>,
+        mut backend: B,
+        max_context: usize,
+    ) -> Result<Self, ModelError> {
         if max_context == 0 {
-            return Err(ModelError::Invalid("the context must hold at least one token".into()));
+            return Err(ModelError::Invalid(
+                "the context must hold at least one token".into(),
+            ));
         }
-        let shape = PhaseShape { seq_len: 1, max_context, logits: LogitsMode::Last };
-        let decode = Executor::new(&mut backend, model.build_graph(shape)?, ExecutorOptions::default())?;
+        let shape = PhaseShape {
+            seq_len: 1,
+            max_context,
+            logits: LogitsMode::Last,
+        };
+        let decode = Executor::new(
+            &mut backend,
+            model.build_graph(shape)?,
+            ExecutorOptions::default(),
+        )?;
         let vocab = model.config.vocab_size;
-        Ok(TextSession { model, backend, decode, max_context, cached: 0, logits: vec![0.0; vocab] })
+        Ok(TextSession {
+            model,
+            backend,
+            decode,
+            max_context,
+            cached: 0,
+            logits: vec![0.0; vocab],
+        })
     }
 
     pub fn model(&self) -> &LlamaModel {
@@ -97,7 +118,11 @@ impl<B: Backend> TextSession<B> {
             return Err(ModelError::Invalid("the prompt has no tokens".into()));
         }
         if prompt >= self.max_context || self.cached + prompt >= self.max_context {
-            return Err(ModelError::PromptTooLong { prompt: self.cached + prompt, new, context: self.max_context });
+            return Err(ModelError::PromptTooLong {
+                prompt: self.cached + prompt,
+                new,
+                context: self.max_context,
+            });
         }
         Ok(())
     }
@@ -117,10 +142,25 @@ impl<B: Backend> TextSession<B> {
     /// position ([1, T, V]). Used by `iris check`.
     pub fn forward_all(&mut self, tokens: &[u32]) -> Result<Tensor, ModelError> {
         self.check_fits(tokens.len(), 0)?;
-        let shape = PhaseShape { seq_len: tokens.len(), max_context: self.max_context, logits: LogitsMode::All };
-        let mut exec = Executor::new(&mut self.backend, self.model.build_graph(shape)?, ExecutorOptions::default())?;
+        let shape = PhaseShape {
+            seq_len: tokens.len(),
+            max_context: self.max_context,
+            logits: LogitsMode::All,
+        };
+        let mut exec = Executor::new(
+            &mut self.backend,
+            self.model.build_graph(shape)?,
+            ExecutorOptions::default(),
+        )?;
         let [ids, positions, past] = self.prompt_inputs(tokens)?;
-        exec.run(&mut self.backend, &[("input_ids", &ids), ("positions", &positions), ("past_len", &past)])?;
+        exec.run(
+            &mut self.backend,
+            &[
+                ("input_ids", &ids),
+                ("positions", &positions),
+                ("past_len", &past),
+            ],
+        )?;
         self.cached += tokens.len();
         Ok(exec.read(&mut self.backend, "logits")?)
     }
@@ -128,27 +168,60 @@ impl<B: Backend> TextSession<B> {
     /// Prefills `tokens` after what is cached; returns the last position's logits.
     pub fn prefill(&mut self, tokens: &[u32]) -> Result<&[f32], ModelError> {
         self.check_fits(tokens.len(), 0)?;
-        let shape = PhaseShape { seq_len: tokens.len(), max_context: self.max_context, logits: LogitsMode::Last };
-        let mut exec = Executor::new(&mut self.backend, self.model.build_graph(shape)?, ExecutorOptions::default())?;
+        let shape = PhaseShape {
+            seq_len: tokens.len(),
+            max_context: self.max_context,
+            logits: LogitsMode::Last,
+        };
+        let mut exec = Executor::new(
+            &mut self.backend,
+            self.model.build_graph(shape)?,
+            ExecutorOptions::default(),
+        )?;
         let [ids, positions, past] = self.prompt_inputs(tokens)?;
-        exec.run(&mut self.backend, &[("input_ids", &ids), ("positions", &positions), ("past_len", &past)])?;
+        exec.run(
+            &mut self.backend,
+            &[
+                ("input_ids", &ids),
+                ("positions", &positions),
+                ("past_len", &past),
+            ],
+        )?;
         self.cached += tokens.len();
-        exec.read_into(&mut self.backend, "logits", bytemuck::cast_slice_mut(&mut self.logits))?;
+        exec.read_into(
+            &mut self.backend,
+            "logits",
+            bytemuck::cast_slice_mut(&mut self.logits),
+        )?;
         Ok(&self.logits)
     }
 
     /// One decode step for `token`; returns the next logits. No allocation.
     pub fn step(&mut self, token: u32) -> Result<&[f32], ModelError> {
         if self.cached >= self.max_context {
-            return Err(ModelError::PromptTooLong { prompt: self.cached, new: 1, context: self.max_context });
+            return Err(ModelError::PromptTooLong {
+                prompt: self.cached,
+                new: 1,
+                context: self.max_context,
+            });
         }
         let position = self.cached as i64;
-        self.decode.write_input_bytes(&mut self.backend, "input_ids", &(token as i64).to_le_bytes())?;
-        self.decode.write_input_bytes(&mut self.backend, "positions", &position.to_le_bytes())?;
-        self.decode.write_input_bytes(&mut self.backend, "past_len", &position.to_le_bytes())?;
+        self.decode.write_input_bytes(
+            &mut self.backend,
+            "input_ids",
+            &(token as i64).to_le_bytes(),
+        )?;
+        self.decode
+            .write_input_bytes(&mut self.backend, "positions", &position.to_le_bytes())?;
+        self.decode
+            .write_input_bytes(&mut self.backend, "past_len", &position.to_le_bytes())?;
         self.decode.execute(&mut self.backend)?;
         self.cached += 1;
-        self.decode.read_into(&mut self.backend, "logits", bytemuck::cast_slice_mut(&mut self.logits))?;
+        self.decode.read_into(
+            &mut self.backend,
+            "logits",
+            bytemuck::cast_slice_mut(&mut self.logits),
+        )?;
         Ok(&self.logits)
     }
 
@@ -200,6 +273,10 @@ impl<B: Backend> TextSession<B> {
                 break;
             }
         }
-        Ok(GenerationOutput { tokens, stop_reason, timings })
+        Ok(GenerationOutput {
+            tokens,
+            stop_reason,
+            timings,
+        })
     }
 }

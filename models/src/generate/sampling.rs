@@ -15,7 +15,12 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 }
+        SamplingParams {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 0,
+        }
     }
 }
 
@@ -59,7 +64,11 @@ pub fn argmax(logits: &[f32]) -> u32 {
 
 impl Sampler {
     pub fn new(params: SamplingParams, vocab_size: usize) -> Self {
-        Sampler { params, rng: SplitMix64(params.seed), scratch: Vec::with_capacity(vocab_size) }
+        Sampler {
+            params,
+            rng: SplitMix64(params.seed),
+            scratch: Vec::with_capacity(vocab_size),
+        }
     }
 
     pub fn params(&self) -> &SamplingParams {
@@ -72,13 +81,19 @@ impl Sampler {
             return argmax(logits);
         }
         self.scratch.clear();
-        self.scratch.extend(logits.iter().enumerate().map(|(i, &l)| (l / p.temperature, i as u32)));
+        self.scratch.extend(
+            logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (l / p.temperature, i as u32)),
+        );
         self.scratch.retain(|(l, _)| !l.is_nan());
         if self.scratch.is_empty() {
             return argmax(logits);
         }
         // Most likely first; the index breaks ties so the order is fully determined.
-        self.scratch.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        self.scratch
+            .sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         if p.top_k > 0 && p.top_k < self.scratch.len() {
             self.scratch.truncate(p.top_k);
         }
@@ -117,7 +132,9 @@ mod tests {
     use super::*;
 
     fn logits() -> Vec<f32> {
-        (0..50).map(|i| ((i * 37 % 50) as f32 * 0.21).sin() * 3.0).collect()
+        (0..50)
+            .map(|i| ((i * 37 % 50) as f32 * 0.21).sin() * 3.0)
+            .collect()
     }
 
     #[test]
@@ -128,7 +145,12 @@ mod tests {
 
     #[test]
     fn same_seed_same_tokens_other_seed_differs() {
-        let params = SamplingParams { temperature: 1.5, top_k: 0, top_p: 1.0, seed: 7 };
+        let params = SamplingParams {
+            temperature: 1.5,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 7,
+        };
         let draw = |params: SamplingParams| {
             let mut s = Sampler::new(params, 50);
             (0..64).map(|_| s.sample(&logits())).collect::<Vec<_>>()
@@ -142,12 +164,28 @@ mod tests {
         let l = logits();
         let mut order: Vec<usize> = (0..l.len()).collect();
         order.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
-        let mut s = Sampler::new(SamplingParams { temperature: 5.0, top_k: 3, top_p: 1.0, seed: 1 }, 50);
+        let mut s = Sampler::new(
+            SamplingParams {
+                temperature: 5.0,
+                top_k: 3,
+                top_p: 1.0,
+                seed: 1,
+            },
+            50,
+        );
         for _ in 0..200 {
             assert!(order[..3].contains(&(s.sample(&l) as usize)));
         }
         // A tiny top_p keeps only the most likely token.
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 0, top_p: 1e-6, seed: 1 }, 50);
+        let mut s = Sampler::new(
+            SamplingParams {
+                temperature: 1.0,
+                top_k: 0,
+                top_p: 1e-6,
+                seed: 1,
+            },
+            50,
+        );
         for _ in 0..50 {
             assert_eq!(s.sample(&l) as usize, order[0]);
         }
@@ -157,7 +195,15 @@ mod tests {
     fn sampling_follows_the_distribution() {
         // Two tokens with probabilities 0.8 / 0.2 at temperature 1.
         let l = [0.0f32, (0.25f32).ln()];
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, seed: 3 }, 2);
+        let mut s = Sampler::new(
+            SamplingParams {
+                temperature: 1.0,
+                top_k: 0,
+                top_p: 1.0,
+                seed: 3,
+            },
+            2,
+        );
         let ones = (0..20000).filter(|_| s.sample(&l) == 1).count() as f64 / 20000.0;
         assert!((ones - 0.2).abs() < 0.015, "{ones}");
     }

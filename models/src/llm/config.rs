@@ -34,9 +34,16 @@ impl TokenIds {
 pub enum RopeScaling {
     Default,
     /// Positions divided by `factor` (inverse frequencies divided by it).
-    Linear { factor: f32 },
+    Linear {
+        factor: f32,
+    },
     /// Llama 3.1 band-wise rescaling.
-    Llama3 { factor: f32, low_freq_factor: f32, high_freq_factor: f32, original_max_position_embeddings: usize },
+    Llama3 {
+        factor: f32,
+        low_freq_factor: f32,
+        high_freq_factor: f32,
+        original_max_position_embeddings: usize,
+    },
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -112,16 +119,30 @@ pub struct LlmConfig {
 }
 
 fn invalid(path: &Path, field: &str, message: impl Into<String>) -> ModelError {
-    ModelError::Config { path: path.to_path_buf(), field: field.to_string(), message: message.into() }
+    ModelError::Config {
+        path: path.to_path_buf(),
+        field: field.to_string(),
+        message: message.into(),
+    }
 }
 
 impl LlmConfig {
     /// Reads `config.json` of a model folder (or the file itself).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ModelError> {
         let path = path.as_ref();
-        let path: PathBuf = if path.is_dir() { path.join("config.json") } else { path.to_path_buf() };
-        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Io { path: path.clone(), error: e })?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| ModelError::Json { path: path.clone(), error: e })?;
+        let path: PathBuf = if path.is_dir() {
+            path.join("config.json")
+        } else {
+            path.to_path_buf()
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Io {
+            path: path.clone(),
+            error: e,
+        })?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| ModelError::Json {
+            path: path.clone(),
+            error: e,
+        })?;
         // Multimodal configs hold the LLM under text_config.
         let text_config = value.get("text_config").cloned();
         Self::from_value(&path, text_config.as_ref().unwrap_or(&value), &value)
@@ -130,17 +151,30 @@ impl LlmConfig {
     /// Parses an LLM config object. `outer` is the whole file (for `architectures` of
     /// multimodal configs).
     pub fn from_value(path: &Path, value: &Value, outer: &Value) -> Result<Self, ModelError> {
-        let raw: RawConfig = serde_json::from_value(value.clone()).map_err(|e| invalid(path, "(config)", e.to_string()))?;
+        let raw: RawConfig = serde_json::from_value(value.clone())
+            .map_err(|e| invalid(path, "(config)", e.to_string()))?;
         let architecture = raw
             .architectures
             .first()
             .cloned()
-            .or_else(|| outer.get("architectures")?.get(0)?.as_str().map(str::to_string))
+            .or_else(|| {
+                outer
+                    .get("architectures")?
+                    .get(0)?
+                    .as_str()
+                    .map(str::to_string)
+            })
             .unwrap_or_default();
         let model_type = raw.model_type.clone();
         let is_qwen2 = model_type == "qwen2" || architecture.starts_with("Qwen2");
-        let known = matches!(model_type.as_str(), "llama" | "mistral" | "qwen2" | "")
-            || matches!(architecture.as_str(), "LlamaForCausalLM" | "MistralForCausalLM" | "Qwen2ForCausalLM");
+        let known = match model_type.as_str() {
+            "llama" | "mistral" | "qwen2" => true,
+            "" => matches!(
+                architecture.as_str(),
+                "LlamaForCausalLM" | "MistralForCausalLM" | "Qwen2ForCausalLM"
+            ),
+            _ => false,
+        };
         if !known {
             return Err(invalid(
                 path,
@@ -149,27 +183,45 @@ impl LlmConfig {
             ));
         }
         if raw.hidden_act != "silu" {
-            return Err(invalid(path, "hidden_act", format!("`{}` is not supported (silu expected)", raw.hidden_act)));
+            return Err(invalid(
+                path,
+                "hidden_act",
+                format!("`{}` is not supported (silu expected)", raw.hidden_act),
+            ));
         }
         if raw.num_attention_heads == 0 {
             return Err(invalid(path, "num_attention_heads", "must be positive"));
         }
         let num_key_value_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
-        if num_key_value_heads == 0 || raw.num_attention_heads % num_key_value_heads != 0 {
+        if num_key_value_heads == 0 || !raw.num_attention_heads.is_multiple_of(num_key_value_heads)
+        {
             return Err(invalid(
                 path,
                 "num_key_value_heads",
-                format!("{num_key_value_heads} does not divide num_attention_heads {}", raw.num_attention_heads),
+                format!(
+                    "{num_key_value_heads} does not divide num_attention_heads {}",
+                    raw.num_attention_heads
+                ),
             ));
         }
-        let head_dim = raw.head_dim.unwrap_or(raw.hidden_size / raw.num_attention_heads);
-        if head_dim == 0 || head_dim % 2 != 0 {
-            return Err(invalid(path, "head_dim", format!("{head_dim} must be a positive even number")));
+        let head_dim = raw
+            .head_dim
+            .unwrap_or(raw.hidden_size / raw.num_attention_heads);
+        if head_dim == 0 || !head_dim.is_multiple_of(2) {
+            return Err(invalid(
+                path,
+                "head_dim",
+                format!("{head_dim} must be a positive even number"),
+            ));
         }
 
         // transformers 5 keeps theta and scaling in `rope_parameters`; older files use
         // `rope_theta` and `rope_scaling`.
-        let rope = raw.rope_parameters.clone().or_else(|| raw.rope_scaling.clone()).unwrap_or(Value::Null);
+        let rope = raw
+            .rope_parameters
+            .clone()
+            .or_else(|| raw.rope_scaling.clone())
+            .unwrap_or(Value::Null);
         let rope_theta = raw
             .rope_theta
             .or_else(|| rope.get("rope_theta").and_then(Value::as_f64))
@@ -210,20 +262,36 @@ impl LlmConfig {
     }
 }
 
-fn parse_rope_scaling(path: &Path, rope: &Value, max_position_embeddings: usize) -> Result<RopeScaling, ModelError> {
+fn parse_rope_scaling(
+    path: &Path,
+    rope: &Value,
+    max_position_embeddings: usize,
+) -> Result<RopeScaling, ModelError> {
     if rope.is_null() {
         return Ok(RopeScaling::Default);
     }
-    let kind = rope.get("rope_type").or_else(|| rope.get("type")).and_then(Value::as_str).unwrap_or("default");
+    let kind = rope
+        .get("rope_type")
+        .or_else(|| rope.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("default");
     let number = |key: &str| -> Result<f32, ModelError> {
         rope.get(key)
             .and_then(Value::as_f64)
             .map(|v| v as f32)
-            .ok_or_else(|| invalid(path, &format!("rope_scaling.{key}"), "missing or not a number"))
+            .ok_or_else(|| {
+                invalid(
+                    path,
+                    &format!("rope_scaling.{key}"),
+                    "missing or not a number",
+                )
+            })
     };
     Ok(match kind {
         "default" => RopeScaling::Default,
-        "linear" => RopeScaling::Linear { factor: number("factor")? },
+        "linear" => RopeScaling::Linear {
+            factor: number("factor")?,
+        },
         "llama3" => RopeScaling::Llama3 {
             factor: number("factor")?,
             low_freq_factor: number("low_freq_factor")?,

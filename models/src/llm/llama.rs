@@ -20,11 +20,25 @@ struct Linear {
 }
 
 impl Linear {
-    fn load(w: &Weights, name: &str, out_dim: usize, in_dim: usize, bias: bool) -> Result<Self, ModelError> {
+    fn load(
+        w: &Weights,
+        name: &str,
+        out_dim: usize,
+        in_dim: usize,
+        bias: bool,
+    ) -> Result<Self, ModelError> {
         let scoped = w.pp(name);
         let weight = scoped.get("weight", &[out_dim, in_dim])?;
-        let bias = if bias { Some(scoped.get("bias", &[out_dim])?) } else { None };
-        Ok(Linear { name: w.full_name(name), weight, bias })
+        let bias = if bias {
+            Some(scoped.get("bias", &[out_dim])?)
+        } else {
+            None
+        };
+        Ok(Linear {
+            name: w.full_name(name),
+            weight,
+            bias,
+        })
     }
 
     fn record(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId, ModelError> {
@@ -44,7 +58,10 @@ struct Norm {
 
 impl Norm {
     fn load(w: &Weights, name: &str, dim: usize) -> Result<Self, ModelError> {
-        Ok(Norm { name: w.full_name(&format!("{name}.weight")), weight: w.pp(name).get("weight", &[dim])? })
+        Ok(Norm {
+            name: w.full_name(&format!("{name}.weight")),
+            weight: w.pp(name).get("weight", &[dim])?,
+        })
     }
 
     fn record(&self, g: &mut GraphBuilder, x: ValueId, eps: f32) -> Result<ValueId, ModelError> {
@@ -97,9 +114,17 @@ pub struct LlamaModel {
 impl LlamaModel {
     /// Loads the decoder from `model` (the scope holding `embed_tokens`, `layers`, `norm`) and
     /// the LM head from `lm_head_scope` (`lm_head`), or tied to the embeddings.
-    pub fn load(config: LlmConfig, model: &Weights, lm_head_scope: &Weights) -> Result<Self, ModelError> {
+    pub fn load(
+        config: LlmConfig,
+        model: &Weights,
+        lm_head_scope: &Weights,
+    ) -> Result<Self, ModelError> {
         let c = &config;
-        let (h, q_dim, kv_dim) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim);
+        let (h, q_dim, kv_dim) = (
+            c.hidden_size,
+            c.num_attention_heads * c.head_dim,
+            c.num_key_value_heads * c.head_dim,
+        );
         let embed_tokens = model.pp("embed_tokens").get("weight", &[c.vocab_size, h])?;
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
@@ -120,7 +145,11 @@ impl LlamaModel {
         }
         let norm = Norm::load(model, "norm", h)?;
         let lm_head = if c.tie_word_embeddings {
-            Linear { name: model.full_name("embed_tokens.weight"), weight: embed_tokens.clone(), bias: None }
+            Linear {
+                name: model.full_name("embed_tokens.weight"),
+                weight: embed_tokens.clone(),
+                bias: None,
+            }
         } else if lm_head_scope.contains("lm_head.weight") {
             Linear::load(lm_head_scope, "lm_head", c.vocab_size, h, false)?
         } else {
@@ -147,7 +176,11 @@ impl LlamaModel {
     }
 
     /// Records `input_ids [1, T] -> embeddings [1, T, H]`.
-    pub fn record_embeddings(&self, g: &mut GraphBuilder, input_ids: ValueId) -> Result<ValueId, ModelError> {
+    pub fn record_embeddings(
+        &self,
+        g: &mut GraphBuilder,
+        input_ids: ValueId,
+    ) -> Result<ValueId, ModelError> {
         let table = match g.find(&self.embed_name) {
             Some(id) => id,
             None => g.weight(&self.embed_name, self.embed_tokens.clone())?,
@@ -180,13 +213,23 @@ impl LlamaModel {
             let v = g.reshape(v, [1, t, hkv, d])?;
             let q = g.rope(q, positions, self.inv_freq.clone())?;
             let k = g.rope(k, positions, self.inv_freq.clone())?;
-            let k_cache = g.state(&Self::cache_name(i, "k"), DType::F32, [1, hkv, shape.max_context, d])?;
-            let v_cache = g.state(&Self::cache_name(i, "v"), DType::F32, [1, hkv, shape.max_context, d])?;
+            let k_cache = g.state(
+                &Self::cache_name(i, "k"),
+                DType::F32,
+                [1, hkv, shape.max_context, d],
+            )?;
+            let v_cache = g.state(
+                &Self::cache_name(i, "v"),
+                DType::F32,
+                [1, hkv, shape.max_context, d],
+            )?;
             let attn = g.cached_attention(q, k, v, k_cache, v_cache, past_len, scale)?;
             let attn = g.reshape(attn, [1, t, hq * d])?;
             let o = layer.o_proj.record(g, attn)?;
             let x_attn = g.add(x, o)?;
-            let h = layer.post_attention_layernorm.record(g, x_attn, c.rms_norm_eps)?;
+            let h = layer
+                .post_attention_layernorm
+                .record(g, x_attn, c.rms_norm_eps)?;
             let gate = layer.gate_proj.record(g, h)?;
             let up = layer.up_proj.record(g, h)?;
             let act = g.silu_mul(gate, up)?;
@@ -222,7 +265,11 @@ impl Linear {
     /// Like `record`, but reuses a weight already in the graph under the same name (tied
     /// embeddings are one weight used twice).
     fn record_tied(&self, g: &mut GraphBuilder, x: ValueId) -> Result<ValueId, ModelError> {
-        let name = if self.name.ends_with(".weight") { self.name.clone() } else { format!("{}.weight", self.name) };
+        let name = if self.name.ends_with(".weight") {
+            self.name.clone()
+        } else {
+            format!("{}.weight", self.name)
+        };
         let w = match g.find(&name) {
             Some(id) => id,
             None => g.weight(&name, self.weight.clone())?,

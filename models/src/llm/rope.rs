@@ -11,18 +11,30 @@ pub fn inv_freq(config: &LlmConfig) -> Vec<f32> {
     match config.rope_scaling {
         RopeScaling::Default => base,
         RopeScaling::Linear { factor } => base.iter().map(|f| f / factor).collect(),
-        RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        } => {
             let old_context_len = original_max_position_embeddings as f32;
             // Python floats: computed in f64, then met by f32 tensors.
-            let low_freq_wavelen = (original_max_position_embeddings as f64 / low_freq_factor as f64) as f32;
-            let high_freq_wavelen = (original_max_position_embeddings as f64 / high_freq_factor as f64) as f32;
+            let low_freq_wavelen =
+                (original_max_position_embeddings as f64 / low_freq_factor as f64) as f32;
+            let high_freq_wavelen =
+                (original_max_position_embeddings as f64 / high_freq_factor as f64) as f32;
             let two_pi = (2.0 * std::f64::consts::PI) as f32;
             let band = (high_freq_factor as f64 - low_freq_factor as f64) as f32;
             base.iter()
                 .map(|&f| {
                     let wavelen = two_pi / f;
-                    let scaled = if wavelen > low_freq_wavelen { f / factor } else { f };
-                    let medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+                    let scaled = if wavelen > low_freq_wavelen {
+                        f / factor
+                    } else {
+                        f
+                    };
+                    // HF: ~(wavelen < high) * ~(wavelen > low); wavelen is never NaN.
+                    let medium = wavelen >= high_freq_wavelen && wavelen <= low_freq_wavelen;
                     if medium {
                         let smooth = (old_context_len / wavelen - low_freq_factor) / band;
                         (1.0 - smooth) * scaled / factor + smooth * scaled

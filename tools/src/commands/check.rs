@@ -35,11 +35,16 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let dtype = parse_dtype(args.dtype.as_deref())?;
     let start = Instant::now();
-    let model = TextModel::load(&args.model, dtype).with_context(|| format!("loading {}", args.model.display()))?;
+    let model = TextModel::load(&args.model, dtype)
+        .with_context(|| format!("loading {}", args.model.display()))?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     let start = Instant::now();
-    let report: Vec<Comparison> =
-        with_backend!(args.device, |backend| check_text_model(&model, backend, &args.reference, args.threshold)?);
+    let report: Vec<Comparison> = with_backend!(args.device, |backend| check_text_model(
+        &model,
+        backend,
+        &args.reference,
+        args.threshold
+    )?);
     let run_ms = start.elapsed().as_secs_f64() * 1e3;
     let passed = report.iter().all(|c| c.passed);
     if args.json {
@@ -58,7 +63,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         });
         println!("{doc}");
     } else {
-        println!("{:<16} {:>12} {:>14} {:>14} {:>10}  result", "output", "nmse", "max abs err", "cosine", "bound");
+        println!(
+            "{:<16} {:>12} {:>14} {:>14} {:>10}  result",
+            "output", "nmse", "max abs err", "cosine", "bound"
+        );
         for c in &report {
             println!(
                 "{:<16} {:>12.3e} {:>14.3e} {:>14.9} {:>10.0e}  {}",
@@ -70,10 +78,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 if c.passed { "pass" } else { "FAIL" }
             );
         }
-        eprintln!("weights {}; load {load_ms:.0} ms, run {run_ms:.0} ms", model.weight_dtype);
+        eprintln!(
+            "weights {}; load {load_ms:.0} ms, run {run_ms:.0} ms",
+            model.weight_dtype
+        );
     }
     if !passed {
-        bail!("check failed: {}", report.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "check failed: {}",
+            report
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     Ok(())
 }

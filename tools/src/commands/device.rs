@@ -37,7 +37,9 @@ macro_rules! with_backend {
                 }
                 #[cfg(not(feature = "cuda"))]
                 {
-                    anyhow::bail!("this iris was built without CUDA support: rebuild with `--features cuda`")
+                    anyhow::bail!(
+                        "this iris was built without CUDA support: rebuild with `--features cuda`"
+                    )
                 }
             }
         }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use iris_models::generate::{GenerationConfig, GenerationOutput, SamplingParams, StopReason, TextSession};
+use iris_models::generate::{
+    GenerationConfig, GenerationOutput, SamplingParams, StopReason, TextSession,
+};
 use iris_models::text_model::TextModel;
 use iris_models::tokenizer::{build_prompt_ids, ChatMessage, Prompt, TextTokenizer};
 
@@ -66,7 +68,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let dtype = parse_dtype(args.dtype.as_deref())?;
     let start = Instant::now();
-    let model = TextModel::load(&args.model, dtype).with_context(|| format!("loading {}", args.model.display()))?;
+    let model = TextModel::load(&args.model, dtype)
+        .with_context(|| format!("loading {}", args.model.display()))?;
     let tokenizer = TextTokenizer::from_dir(&args.model)?;
     if !args.image.is_empty() {
         bail!(
@@ -81,19 +84,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .system
         .iter()
         .map(|s| ChatMessage::new("system", s.as_str()))
-        .chain(std::iter::once(ChatMessage::new("user", args.prompt.as_str())))
+        .chain(std::iter::once(ChatMessage::new(
+            "user",
+            args.prompt.as_str(),
+        )))
         .collect();
     let prompt = if args.raw {
         Prompt::Raw(&args.prompt)
     } else {
-        Prompt::Chat { messages: &messages, add_generation_prompt: true }
+        Prompt::Chat {
+            messages: &messages,
+            add_generation_prompt: true,
+        }
     };
     let prompt_ids = build_prompt_ids(&tokenizer, prompt)?;
     let config = &model.model.config;
-    let context = args.context.unwrap_or(config.max_position_embeddings.min(4096));
+    let context = args
+        .context
+        .unwrap_or(config.max_position_embeddings.min(4096));
     let generation = GenerationConfig {
         max_new_tokens: args.max_tokens,
-        sampling: SamplingParams { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed },
+        sampling: SamplingParams {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            seed: args.seed,
+        },
         eos_token_ids: model.eos_token_ids.clone(),
     };
 
@@ -109,7 +125,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             match decoder.step(token) {
                 Ok(piece) => {
                     // A closed stdout (`| head`) ends generation quietly.
-                    stdout.write_all(piece.as_bytes()).and_then(|_| stdout.flush()).is_ok()
+                    stdout
+                        .write_all(piece.as_bytes())
+                        .and_then(|_| stdout.flush())
+                        .is_ok()
                 }
                 Err(e) => {
                     stream_error = Some(e);

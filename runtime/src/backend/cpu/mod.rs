@@ -1,5 +1,6 @@
 //! The CPU backend: buffers in host memory, weights read in place from their (mapped)
-//! storage, kernels from `iris_kernels::cpu`.
+//! storage, kernels from `iris_kernels::cpu`: the fast kernels (SIMD, threaded) at the ISA
+//! level chosen at run time (`Isa`, `IRIS_ISA`), or the plain references.
 
 mod ops;
 
@@ -69,14 +70,74 @@ impl CpuSlot {
     }
 }
 
-#[derive(Default)]
+/// Kernel measurement (peak probes, the kernel suite) for `iris bench kernels`.
+pub use iris_kernels::cpu::bench;
+pub use iris_kernels::cpu::isa::Isa;
+
+/// Which kernels a [`CpuBackend`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuKernels {
+    /// The plain references of `iris_kernels::cpu::reference` (matmul split over rayon).
+    Reference,
+    /// The fast kernels at this ISA level.
+    Fast(Isa),
+}
+
 pub struct CpuBackend {
     states: HashMap<String, (CpuSlot, DType, Shape)>,
+    kernels: CpuKernels,
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl CpuBackend {
+    /// The fast kernels at the best level this CPU supports, or the one `IRIS_ISA` names
+    /// (`iris_kernels::cpu::isa::selected`).
     pub fn new() -> Self {
-        Self::default()
+        Self::with_kernels(CpuKernels::Fast(iris_kernels::cpu::isa::selected()))
+    }
+
+    /// The plain reference kernels: the baseline of the differential op tests.
+    pub fn reference() -> Self {
+        Self::with_kernels(CpuKernels::Reference)
+    }
+
+    /// The fast kernels at `isa`; an error if this CPU does not support it.
+    pub fn with_isa(isa: Isa) -> Result<Self> {
+        if !isa.is_supported() {
+            return Err(Error::Unsupported {
+                backend: "cpu",
+                what: format!(
+                    "ISA level {isa} on this CPU (supported: {:?})",
+                    Isa::available()
+                ),
+            });
+        }
+        Ok(Self::with_kernels(CpuKernels::Fast(isa)))
+    }
+
+    fn with_kernels(kernels: CpuKernels) -> Self {
+        CpuBackend {
+            states: HashMap::new(),
+            kernels,
+        }
+    }
+
+    /// The kernel set this backend runs.
+    pub fn kernels(&self) -> CpuKernels {
+        self.kernels
+    }
+
+    /// The ISA level of the fast kernels (`Scalar` for the reference set).
+    pub fn kernels_isa(&self) -> Isa {
+        match self.kernels {
+            CpuKernels::Fast(isa) => isa,
+            CpuKernels::Reference => Isa::Scalar,
+        }
     }
 }
 
@@ -182,6 +243,6 @@ impl Backend for CpuBackend {
         inputs: &[Operand<CpuSlot>],
         output: &Operand<CpuSlot>,
     ) -> Result<()> {
-        ops::execute(op, inputs, output)
+        ops::execute(self.kernels, op, inputs, output)
     }
 }

@@ -1,12 +1,15 @@
-//! One op on the CPU: turns operand slots into typed slices and calls the kernel.
-//! The kernels are `iris_kernels::cpu::reference` today; faster variants plug in here.
+//! One op on the CPU: turns operand slots into typed slices and calls the kernel: the fast
+//! kernels of `iris_kernels::cpu` (matmul: GEMM / GEMV, attention) at the backend's ISA
+//! level, or the plain `iris_kernels::cpu::reference` for the reference backend and for the
+//! ops that have no fast variant yet.
 
 use half::{bf16, f16};
 use iris_kernels::cpu::reference as kernel;
 use iris_kernels::cpu::reference::{AttentionParams, Conv2dParams, KvStrides};
+use iris_kernels::cpu::{attention as fast_attention, gemm};
 use iris_kernels::WeightSlice;
 
-use super::CpuSlot;
+use super::{CpuKernels, CpuSlot};
 use crate::backend::Operand;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
@@ -81,7 +84,12 @@ fn dims(o: &CpuOperand) -> &[usize] {
     o.shape.dims()
 }
 
-pub(super) fn execute(op: &Op, inputs: &[CpuOperand], output: &CpuOperand) -> Result<()> {
+pub(super) fn execute(
+    kernels: CpuKernels,
+    op: &Op,
+    inputs: &[CpuOperand],
+    output: &CpuOperand,
+) -> Result<()> {
     // SAFETY: every slice below views one operand of this op; the output is disjoint from
     // the inputs (planner), and the KV caches of CachedAttention are state buffers that no
     // other operand of the op aliases.
@@ -96,7 +104,12 @@ pub(super) fn execute(op: &Op, inputs: &[CpuOperand], output: &CpuOperand) -> Re
                     None
                 };
                 let (n, k) = (dims(&inputs[1])[0], dims(&inputs[1])[1]);
-                parallel_matmul(x, w, bias, x.len() / k.max(1), n, k, view_mut(output)?);
+                let out = view_mut(output)?;
+                let m = out.len() / n.max(1);
+                match kernels {
+                    CpuKernels::Reference => parallel_matmul(x, w, bias, m, n, k, out),
+                    CpuKernels::Fast(isa) => gemm::matmul(isa, x, w, bias, m, n, k, out),
+                }
             }
             Op::Add => kernel::add(view(&inputs[0])?, view(&inputs[1])?, view_mut(output)?),
             Op::Mul => kernel::mul(view(&inputs[0])?, view(&inputs[1])?, view_mut(output)?),
@@ -163,7 +176,8 @@ pub(super) fn execute(op: &Op, inputs: &[CpuOperand], output: &CpuOperand) -> Re
                     None
                 };
                 let strides = KvStrides::bthd(k[1], k[2], k[3]);
-                kernel::attention(
+                attention(
+                    kernels,
                     view(&inputs[0])?,
                     view(&inputs[1])?,
                     view(&inputs[2])?,
@@ -218,7 +232,8 @@ pub(super) fn execute(op: &Op, inputs: &[CpuOperand], output: &CpuOperand) -> Re
                     causal: true,
                 };
                 let strides = KvStrides::bhsd(max_seq, n_kv_heads, head_dim);
-                kernel::attention(
+                attention(
+                    kernels,
                     view(&inputs[0])?,
                     view(&inputs[3])?,
                     view(&inputs[4])?,
@@ -342,6 +357,24 @@ pub(super) fn execute(op: &Op, inputs: &[CpuOperand], output: &CpuOperand) -> Re
     Ok(())
 }
 
+/// Attention with the backend's kernel set.
+#[allow(clippy::too_many_arguments)]
+fn attention(
+    kernels: CpuKernels,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    kv: KvStrides,
+    mask: Option<&[f32]>,
+    params: &AttentionParams,
+    out: &mut [f32],
+) {
+    match kernels {
+        CpuKernels::Reference => kernel::attention(q, k, v, kv, mask, params, out),
+        CpuKernels::Fast(isa) => fast_attention::attention(isa, q, k, v, kv, mask, params, out),
+    }
+}
+
 /// Strided copy of `src` into `dst` in the operand's own element type.
 ///
 /// SAFETY (callers): as [`view`].
@@ -423,17 +456,21 @@ fn parallel_matmul(
     }
     if m >= threads {
         let rows = m.div_ceil(threads * 4).max(1);
-        out.par_chunks_mut(rows * n).zip(x.par_chunks(rows * k)).for_each(|(out_part, x_part)| {
-            kernel::matmul(x_part, w, bias, x_part.len() / k, n, k, out_part)
-        });
+        out.par_chunks_mut(rows * n)
+            .zip(x.par_chunks(rows * k))
+            .for_each(|(out_part, x_part)| {
+                kernel::matmul(x_part, w, bias, x_part.len() / k, n, k, out_part)
+            });
     } else if m == 1 {
         let cols = n.div_ceil(threads * 4).max(1);
-        out.par_chunks_mut(cols).enumerate().for_each(|(i, out_part)| {
-            let (start, len) = (i * cols, out_part.len());
-            let w_part = w.sub(start * k, (start + len) * k);
-            let bias_part = bias.map(|b| b.sub(start, start + len));
-            kernel::matmul(x, w_part, bias_part, 1, len, k, out_part)
-        });
+        out.par_chunks_mut(cols)
+            .enumerate()
+            .for_each(|(i, out_part)| {
+                let (start, len) = (i * cols, out_part.len());
+                let w_part = w.sub(start * k, (start + len) * k);
+                let bias_part = bias.map(|b| b.sub(start, start + len));
+                kernel::matmul(x, w_part, bias_part, 1, len, k, out_part)
+            });
     } else {
         kernel::matmul(x, w, bias, m, n, k, out)
     }

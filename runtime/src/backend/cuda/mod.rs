@@ -7,10 +7,15 @@
 //!   tracking is turned off for that reason (it would record two events per launch).
 //! - Slots are `Arc`'d allocations plus a byte range (`slot.rs`): views are free.
 //! - All PTX modules of `iris_kernels::cuda::MODULES` are loaded at construction.
-//! - `execute` (in `ops.rs`) supports Add (f32), RmsNorm (f32 x, f32 or bf16 weight) and
-//!   MatMul (f32 x, f32 or bf16 weight and bias); anything else is `Error::Unsupported`.
+//! - `execute` (in `ops.rs`) runs every op on f32 activations with f32 or bf16 weights;
+//!   f16 weights and other dtype mixes are `Error::Unsupported`.
+//! - Kernels that can fail on data (an embedding id out of range, a KV cache overflow) write
+//!   a code into a 16-byte device error flag instead of trapping; `synchronize` and every
+//!   read check it and report `Error::InvalidOp` (then clear it), so a bad id or a full cache
+//!   is an error, never a crash or a silent wrong answer.
 
 mod ops;
+mod ops_more;
 mod slot;
 
 use std::collections::HashMap;
@@ -26,6 +31,8 @@ use crate::error::{Error, Result};
 use crate::graph::Op;
 use crate::layout::Shape;
 use crate::tensor::Tensor;
+/// Every PTX module this backend loads (for `iris kernels --dump-ptx`).
+pub use iris_kernels::cuda::{PtxModule, MODULES};
 
 /// True when the CUDA driver library (libcuda) can be loaded on this machine. Touches no
 /// CUDA function, so it is safe to call anywhere.
@@ -39,6 +46,9 @@ pub fn driver_present() -> bool {
 fn cuda_err(context: impl std::fmt::Display) -> impl FnOnce(DriverError) -> Error {
     move |e| Error::Cuda(format!("{context}: {e}"))
 }
+
+/// Bytes of the device error flag.
+const ERROR_FLAG_BYTES: usize = 16;
 
 /// A weight is uploaded once per backend: keyed by the host address of its first element
 /// and its view (dtype, shape, strides). The cache keeps a clone of the host tensor, which
@@ -62,6 +72,10 @@ pub struct CudaBackend {
     functions: HashMap<&'static str, CudaFunction>,
     weights: HashMap<WeightKey, (Tensor, CudaSlot)>,
     states: HashMap<String, StateBuffer>,
+    /// RoPE frequency tables, uploaded once per distinct vector (keyed by the f32 bits).
+    inv_freqs: HashMap<Vec<u32>, CudaSlot>,
+    /// Device error flag: u32 code, u32 limit, i64 value (see iris_kernels::cuda).
+    error_flag: CudaSlot,
     stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
     device_name: String,
@@ -146,10 +160,15 @@ impl CudaBackend {
                 functions.insert(kernel, function);
             }
         }
+        let flag: CudaSlice<u8> = stream
+            .alloc_zeros(ERROR_FLAG_BYTES)
+            .map_err(cuda_err("allocating the device error flag"))?;
         Ok(CudaBackend {
             functions,
             weights: HashMap::new(),
             states: HashMap::new(),
+            inv_freqs: HashMap::new(),
+            error_flag: CudaSlot::whole(flag, ERROR_FLAG_BYTES),
             stream,
             ctx,
             device_name,
@@ -176,6 +195,64 @@ impl CudaBackend {
         self.functions
             .get(kernel)
             .ok_or_else(|| Error::Cuda(format!("kernel `{kernel}` was not loaded")))
+    }
+
+    /// Reads the device error flag (after the queued work) and turns a raised flag into an
+    /// error, clearing it so the backend stays usable.
+    fn check_device_error(&mut self) -> Result<()> {
+        let mut flag = [0u8; ERROR_FLAG_BYTES];
+        let view = self
+            .error_flag
+            .view(ERROR_FLAG_BYTES)
+            .ok_or_else(|| Error::Cuda("device error flag slot is too small".into()))?;
+        self.stream
+            .memcpy_dtoh(&view, &mut flag)
+            .map_err(cuda_err("reading the device error flag"))?;
+        self.stream
+            .synchronize()
+            .map_err(cuda_err("waiting for the device error flag"))?;
+        let code = u32::from_le_bytes(flag[0..4].try_into().expect("4 bytes"));
+        if code == 0 {
+            return Ok(());
+        }
+        let limit = u32::from_le_bytes(flag[4..8].try_into().expect("4 bytes"));
+        let value = i64::from_le_bytes(flag[8..16].try_into().expect("8 bytes"));
+        let zeros = [0u8; ERROR_FLAG_BYTES];
+        let slot = self.error_flag.clone();
+        self.write_bytes(&slot, &zeros)?;
+        Err(match code {
+            iris_kernels::cuda::ERROR_EMBEDDING_ID => Error::InvalidOp {
+                op: "embedding",
+                message: format!("token id {value} is outside the table's 0..{limit} rows"),
+            },
+            iris_kernels::cuda::ERROR_KV_OVERFLOW => Error::InvalidOp {
+                op: "cached_attention",
+                message: format!(
+                    "past_len {value} plus the new tokens exceeds the KV cache of {limit} rows"
+                ),
+            },
+            other => Error::Cuda(format!("a kernel raised unknown device error code {other}")),
+        })
+    }
+
+    /// The device copy of a RoPE frequency table, uploaded on first use.
+    fn inv_freq(&mut self, inv_freq: &[f32]) -> Result<CudaSlot> {
+        let key: Vec<u32> = inv_freq.iter().map(|v| v.to_bits()).collect();
+        if let Some(slot) = self.inv_freqs.get(&key) {
+            return Ok(slot.clone());
+        }
+        let bytes: Vec<u8> = inv_freq.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let slot = if bytes.is_empty() {
+            self.zeroed(0, "an empty rope table")?
+        } else {
+            let buffer = self
+                .stream
+                .clone_htod(&bytes)
+                .map_err(cuda_err("uploading a rope frequency table"))?;
+            CudaSlot::whole(buffer, bytes.len())
+        };
+        self.inv_freqs.insert(key, slot.clone());
+        Ok(slot)
     }
 
     /// A zeroed allocation of `bytes` (one byte at least: CUDA cannot allocate nothing).
@@ -320,7 +397,7 @@ impl Backend for CudaBackend {
                 .synchronize()
                 .map_err(cuda_err("waiting for a device-to-host copy"))?;
         }
-        Ok(())
+        self.check_device_error()
     }
 
     fn execute(
@@ -339,6 +416,7 @@ impl Backend for CudaBackend {
         // Errors cudarc could only record (in Drop impls) surface here.
         self.ctx
             .check_err()
-            .map_err(cuda_err("a deferred CUDA error"))
+            .map_err(cuda_err("a deferred CUDA error"))?;
+        self.check_device_error()
     }
 }

@@ -1,10 +1,12 @@
 //! `CudaBackend::execute`: checks each op's operands (count, dtypes, shapes, slot sizes and
 //! alignment, index ranges) and launches its PTX kernel on the backend's stream. Ops and
-//! dtype combinations without a kernel yet are `Error::Unsupported`.
+//! dtype combinations without a kernel yet are `Error::Unsupported`. Add, RmsNorm and MatMul
+//! are here; every other op is in `ops_more.rs`.
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 use iris_kernels::cuda::{self as kernels, LaunchDims};
 
+use super::ops_more as more;
 use super::{CudaBackend, CudaSlot};
 use crate::backend::Operand;
 use crate::dtype::DType;
@@ -13,7 +15,7 @@ use crate::graph::Op;
 use crate::layout::Shape;
 
 pub(super) fn execute(
-    backend: &CudaBackend,
+    backend: &mut CudaBackend,
     op: &Op,
     inputs: &[Operand<CudaSlot>],
     output: &Operand<CudaSlot>,
@@ -22,22 +24,26 @@ pub(super) fn execute(
         Op::Add => add(backend, inputs, output),
         Op::RmsNorm { eps } => rms_norm(backend, *eps, inputs, output),
         Op::MatMul { has_bias } => matmul(backend, *has_bias, inputs, output),
-        other => Err(unsupported(format!("op `{}`", other.name()))),
+        Op::Rope { inv_freq } => {
+            let table = backend.inv_freq(inv_freq)?;
+            more::rope(backend, inv_freq.len(), &table, inputs, output)
+        }
+        other => more::execute(backend, other, inputs, output),
     }
 }
 
-fn unsupported(what: String) -> Error {
+pub(super) fn unsupported(what: String) -> Error {
     Error::Unsupported {
         backend: "cuda",
         what,
     }
 }
 
-fn invalid(op: &'static str, message: String) -> Error {
+pub(super) fn invalid(op: &'static str, message: String) -> Error {
     Error::InvalidOp { op, message }
 }
 
-fn dtypes(operands: &[&Operand<CudaSlot>]) -> String {
+pub(super) fn dtypes(operands: &[&Operand<CudaSlot>]) -> String {
     operands
         .iter()
         .map(|o| o.dtype.to_string())
@@ -45,7 +51,11 @@ fn dtypes(operands: &[&Operand<CudaSlot>]) -> String {
         .join(", ")
 }
 
-fn expect_inputs(op: &'static str, inputs: &[Operand<CudaSlot>], count: usize) -> Result<()> {
+pub(super) fn expect_inputs(
+    op: &'static str,
+    inputs: &[Operand<CudaSlot>],
+    count: usize,
+) -> Result<()> {
     if inputs.len() != count {
         return Err(invalid(
             op,
@@ -55,7 +65,7 @@ fn expect_inputs(op: &'static str, inputs: &[Operand<CudaSlot>], count: usize) -
     Ok(())
 }
 
-fn expect_shape(name: &str, expected: &Shape, found: &Shape) -> Result<()> {
+pub(super) fn expect_shape(name: &str, expected: &Shape, found: &Shape) -> Result<()> {
     if expected != found {
         return Err(Error::ShapeMismatch {
             name: name.to_string(),
@@ -68,7 +78,7 @@ fn expect_shape(name: &str, expected: &Shape, found: &Shape) -> Result<()> {
 
 /// The operand's slot holds its elements and starts aligned for its dtype (allocations are
 /// 256-byte aligned, so the offset decides).
-fn check_slot(op: &'static str, what: &str, operand: &Operand<CudaSlot>) -> Result<()> {
+pub(super) fn check_slot(op: &'static str, what: &str, operand: &Operand<CudaSlot>) -> Result<()> {
     let size = operand.dtype.size_in_bytes();
     let bytes = operand.shape.numel() * size;
     if operand.slot.len() < bytes {
@@ -96,7 +106,7 @@ fn check_slot(op: &'static str, what: &str, operand: &Operand<CudaSlot>) -> Resu
 }
 
 /// A size the kernels index with u32 arithmetic.
-fn kernel_u32(op: &'static str, what: &str, value: usize, max: usize) -> Result<u32> {
+pub(super) fn kernel_u32(op: &'static str, what: &str, value: usize, max: usize) -> Result<u32> {
     if value > max {
         return Err(unsupported(format!(
             "{op} with {what} = {value} (the kernel handles up to {max})"
@@ -105,7 +115,7 @@ fn kernel_u32(op: &'static str, what: &str, value: usize, max: usize) -> Result<
     Ok(value as u32)
 }
 
-fn config(dims: LaunchDims) -> LaunchConfig {
+pub(super) fn config(dims: LaunchDims) -> LaunchConfig {
     LaunchConfig {
         grid_dim: dims.grid,
         block_dim: dims.block,
@@ -113,7 +123,9 @@ fn config(dims: LaunchDims) -> LaunchConfig {
     }
 }
 
-fn launch_err(kernel: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> Error {
+pub(super) fn launch_err(
+    kernel: &'static str,
+) -> impl FnOnce(cudarc::driver::DriverError) -> Error {
     move |e| Error::Cuda(format!("launching {kernel}: {e}"))
 }
 

@@ -1,0 +1,282 @@
+//! Flash-style CPU attention: `out = softmax(scale * q k^T + mask [+ causal]) v`, the
+//! contract (layouts, `KvStrides`, GQA, causal offset, fully-masked rows give zeros) of
+//! `cpu::reference::attention`, f32 math.
+//!
+//! Per query row: keys are visited in blocks of `BLOCK`; each block's scores are computed
+//! (SIMD dot over `head_dim`), then the running max / sum / output accumulator are rescaled
+//! once per block (online softmax) and the block's values are added with SIMD axpys. K/V are
+//! read in place (bthd projections or the bhsd cache). Rayon splits over (batch, head,
+//! chunk of `Q_CHUNK` queries).
+//!
+//! | variant | prefill 512 tok, 9/3 heads, d 64, causal | decode 1 x 512 keys (2 threads, AMD EPYC) |
+//! |---|---|---|
+//! | scalar / avx2 / avx512 | see BENCHMARKS.md | see BENCHMARKS.md |
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+use rayon::prelude::*;
+
+use crate::cpu::isa::Isa;
+use crate::cpu::reference::{AttentionParams, KvStrides};
+use crate::cpu::simd::SendPtr;
+
+/// Keys per online-softmax block.
+const BLOCK: usize = 64;
+/// Queries per parallel task.
+const Q_CHUNK: usize = 16;
+
+/// One query row's inputs: `k`/`v` start at the (batch, kv head) base; key `j` is at
+/// `j * pos`.
+pub(crate) struct Row<'a> {
+    pub q: &'a [f32],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub pos: usize,
+    pub visible: usize,
+    pub mask: Option<&'a [f32]>,
+    pub scale: f32,
+}
+
+/// The online-softmax loop over one query row, written once and expanded inside each ISA's
+/// `#[target_feature]` function so its `dot`, `axpy` and `scale` primitives inline.
+macro_rules! flash_row {
+    ($row:expr, $out:expr, $scores:expr, $dot:path, $axpy:path, $scale:path) => {{
+        let row: &Row = $row;
+        let out: &mut [f32] = $out;
+        let scores: &mut [f32] = $scores;
+        let d = out.len();
+        out.fill(0.0);
+        let (mut max, mut sum) = (f32::NEG_INFINITY, 0.0f32);
+        let mut start = 0;
+        while start < row.visible {
+            let end = (start + BLOCK).min(row.visible);
+            let mut block_max = f32::NEG_INFINITY;
+            for (j, s) in (start..end).zip(scores.iter_mut()) {
+                let kj = &row.k[j * row.pos..][..d];
+                let mut x = row.scale * $dot(row.q, kj);
+                if let Some(m) = row.mask {
+                    x += m[j];
+                }
+                *s = x;
+                block_max = block_max.max(x);
+            }
+            if block_max > f32::NEG_INFINITY {
+                let new_max = max.max(block_max);
+                if new_max > max {
+                    let corr = (max - new_max).exp();
+                    sum *= corr;
+                    $scale(out, corr);
+                    max = new_max;
+                }
+                for (j, &s) in (start..end).zip(scores.iter()) {
+                    let p = (s - max).exp();
+                    if p != 0.0 {
+                        sum += p;
+                        $axpy(out, p, &row.v[j * row.pos..][..d]);
+                    }
+                }
+            }
+            start = end;
+        }
+        if sum > 0.0 {
+            $scale(out, 1.0 / sum);
+        } else {
+            out.fill(0.0);
+        }
+    }};
+}
+pub(crate) use flash_row;
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).fold(0.0, |s, (&x, &y)| s + x * y)
+}
+
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+fn scale(y: &mut [f32], a: f32) {
+    for y in y.iter_mut() {
+        *y *= a;
+    }
+}
+
+fn row_scalar(row: &Row, out: &mut [f32], scores: &mut [f32]) {
+    flash_row!(row, out, scores, dot, axpy, scale)
+}
+
+/// Flash-style attention at `isa`; same arguments and result as the reference.
+/// Panics if the CPU lacks `isa` or sizes disagree (as the reference does).
+#[allow(clippy::too_many_arguments)] // the reference's arguments plus the ISA
+pub fn attention(
+    isa: Isa,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    kv: KvStrides,
+    mask: Option<&[f32]>,
+    p: &AttentionParams,
+    out: &mut [f32],
+) {
+    isa.assert_supported();
+    let AttentionParams {
+        batch,
+        q_len,
+        kv_len,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        scale,
+        causal,
+    } = *p;
+    let q_size = batch * q_len * n_heads * head_dim;
+    assert_eq!(
+        q.len(),
+        q_size,
+        "attention: q must be [B, q_len, n_heads, head_dim]"
+    );
+    assert_eq!(
+        out.len(),
+        q_size,
+        "attention: out must be [B, q_len, n_heads, head_dim]"
+    );
+    if let Some(m) = mask {
+        assert_eq!(
+            m.len(),
+            batch * q_len * kv_len,
+            "attention: mask must be [B, q_len, kv_len]"
+        );
+    }
+    if q_size == 0 {
+        return;
+    }
+    assert!(
+        n_heads.checked_rem(n_kv_heads) == Some(0),
+        "attention: n_heads = {n_heads} is not a multiple of n_kv_heads = {n_kv_heads}"
+    );
+    if kv_len > 0 {
+        let last = (batch - 1) * kv.batch + (n_kv_heads - 1) * kv.head + (kv_len - 1) * kv.pos;
+        assert!(
+            last + head_dim <= k.len(),
+            "attention: k is too short for its strides"
+        );
+        assert!(
+            last + head_dim <= v.len(),
+            "attention: v is too short for its strides"
+        );
+    }
+    let group = n_heads / n_kv_heads;
+    let chunks = q_len.div_ceil(Q_CHUNK);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    (0..batch * n_heads * chunks).into_par_iter().for_each(|t| {
+        let (b, qh, c) = (t / (n_heads * chunks), t / chunks % n_heads, t % chunks);
+        let kv_base = b * kv.batch + (qh / group) * kv.head;
+        let mut scores = vec![0.0f32; BLOCK];
+        for i in c * Q_CHUNK..((c + 1) * Q_CHUNK).min(q_len) {
+            let visible = if causal {
+                (i + kv_len + 1).saturating_sub(q_len).min(kv_len)
+            } else {
+                kv_len
+            };
+            let q_off = ((b * q_len + i) * n_heads + qh) * head_dim;
+            let row = Row {
+                q: &q[q_off..q_off + head_dim],
+                k: &k[kv_base..],
+                v: &v[kv_base..],
+                pos: kv.pos,
+                visible,
+                mask: mask.map(|m| &m[(b * q_len + i) * kv_len..][..kv_len]),
+                scale,
+            };
+            // SAFETY: q_off + head_dim <= out.len() (same shape as q); each (b, i, qh) row
+            // belongs to exactly one task, so tasks write disjoint rows; `out` outlives the
+            // parallel loop.
+            let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(q_off), head_dim) };
+            match isa {
+                // SAFETY: `assert_supported` checked the CPU has the AVX-512 level.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => unsafe { avx512::row(&row, o, &mut scores) },
+                // SAFETY: `assert_supported` checked the CPU has the AVX2 level.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => unsafe { avx2::row(&row, o, &mut scores) },
+                _ => row_scalar(&row, o, &mut scores),
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::reference;
+    use crate::testing::{assert_nmse, Rng, NMSE_F32_REDUCTION};
+
+    #[allow(clippy::too_many_arguments)]
+    fn case(
+        rng: &mut Rng,
+        b: usize,
+        tq: usize,
+        tk: usize,
+        nh: usize,
+        nkv: usize,
+        d: usize,
+        causal: bool,
+        masked: bool,
+        cache: Option<usize>,
+    ) {
+        let p = AttentionParams {
+            batch: b,
+            q_len: tq,
+            kv_len: tk,
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: d,
+            scale: 1.0 / (d as f32).sqrt(),
+            causal,
+        };
+        let q = rng.vec(b * tq * nh * d, -2.0, 2.0);
+        let (strides, len) = match cache {
+            Some(max_seq) => (KvStrides::bhsd(max_seq, nkv, d), b * nkv * max_seq * d),
+            None => (KvStrides::bthd(tk, nkv, d), b * tk * nkv * d),
+        };
+        let k = rng.vec(len, -2.0, 2.0);
+        let v = rng.vec(len, -2.0, 2.0);
+        let mut mask = rng.vec(b * tq * tk, -3.0, 0.5);
+        if masked {
+            // Some -inf entries, and one fully masked row.
+            for (i, m) in mask.iter_mut().enumerate() {
+                if i % 7 == 3 || i < tk {
+                    *m = f32::NEG_INFINITY;
+                }
+            }
+        }
+        let mask = masked.then_some(mask.as_slice());
+        let mut want = vec![0.0; q.len()];
+        reference::attention(&q, &k, &v, strides, mask, &p, &mut want);
+        for isa in Isa::available() {
+            let mut got = vec![f32::NAN; q.len()];
+            attention(isa, &q, &k, &v, strides, mask, &p, &mut got);
+            let what = format!("attention {isa} b{b} q{tq} k{tk} h{nh}/{nkv} d{d} causal={causal} mask={masked} cache={cache:?}");
+            assert_nmse(&what, &got, &want, NMSE_F32_REDUCTION);
+        }
+    }
+
+    #[test]
+    fn matches_reference_for_every_isa() {
+        let mut rng = Rng::new(101);
+        for &(tq, tk) in &[(1, 1), (1, 7), (5, 5), (3, 130), (67, 67), (17, 200)] {
+            for d in [1, 7, 16, 33, 64] {
+                for causal in [false, true] {
+                    case(&mut rng, 2, tq, tk, 6, 2, d, causal, false, None);
+                }
+                case(&mut rng, 1, tq, tk, 3, 3, d, false, true, None);
+            }
+            case(&mut rng, 2, tq, tk, 9, 3, 64, true, false, Some(tk + 13));
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Measuring the CPU kernels against the machine: peak probes (FMA throughput per ISA level,
+//! read bandwidth) and the kernel suite at model shapes, timed as the median of N runs.
+//! `iris bench kernels` prints these; the criterion benches in `benches/kernels.rs` time the
+//! same shapes.
+
+use std::time::Instant;
+
+use half::bf16;
+use rayon::prelude::*;
+
+use crate::cpu::isa::Isa;
+use crate::cpu::reference::{AttentionParams, KvStrides};
+use crate::cpu::{attention, gemm};
+use crate::testing::Rng;
+use crate::WeightSlice;
+
+/// Machine peaks measured at start.
+#[derive(Clone, Copy, Debug)]
+pub struct Peaks {
+    pub isa: Isa,
+    pub threads: usize,
+    /// f32 FMA throughput of one core at `isa`, GFLOP/s (2 flops per lane per FMA).
+    pub gflops_per_core: f64,
+    /// All threads together, GFLOP/s.
+    pub gflops: f64,
+    /// Read bandwidth, GB/s (timed parallel sum over a large buffer).
+    pub read_gb_s: f64,
+}
+
+/// Fastest of a few timed FMA loops on every rayon thread at once: returns (per core, total)
+/// GFLOP/s.
+pub fn probe_fma(isa: Isa) -> (f64, f64) {
+    isa.assert_supported();
+    let iters = 100_000_000usize / isa.lanes().max(4);
+    let threads = rayon::current_num_threads();
+    let run = || -> f64 {
+        // Every thread starts together and times itself; the rates add up.
+        let barrier = std::sync::Barrier::new(threads);
+        let rates = rayon::broadcast(|_| {
+            barrier.wait();
+            let start = Instant::now();
+            fma_loop(isa, iters) / start.elapsed().as_secs_f64() / 1e9
+        });
+        rates.iter().sum()
+    };
+    let single = || -> f64 {
+        let start = Instant::now();
+        let flops = fma_loop(isa, iters);
+        flops / start.elapsed().as_secs_f64() / 1e9
+    };
+    let per_core = (0..3).map(|_| single()).fold(0.0, f64::max);
+    let total = (0..3).map(|_| run()).fold(0.0, f64::max);
+    (per_core, total)
+}
+
+/// Runs `iters` steps of independent FMA chains; returns the flops done.
+fn fma_loop(isa: Isa, iters: usize) -> f64 {
+    match isa {
+        // SAFETY: `probe_fma` checked the level is supported.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { x86::fma_avx512(iters) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { x86::fma_avx2(iters) },
+        _ => {
+            let mut acc = [1.0f32; 8];
+            let (a, b) = (
+                std::hint::black_box(0.999f32),
+                std::hint::black_box(1e-3f32),
+            );
+            for _ in 0..iters {
+                for x in acc.iter_mut() {
+                    *x = *x * a + b;
+                }
+            }
+            std::hint::black_box(acc);
+            (iters * 8 * 2) as f64
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    // AVX-512 intrinsics are stable since Rust 1.89 (see `gemm/avx512.rs`).
+    #![allow(clippy::incompatible_msrv)]
+    use std::arch::x86_64::*;
+
+    /// 12 independent FMA chains of 16 lanes (covers FMA latency x ports).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    pub(super) unsafe fn fma_avx512(iters: usize) -> f64 {
+        let a = _mm512_set1_ps(std::hint::black_box(0.999));
+        let b = _mm512_set1_ps(std::hint::black_box(1e-3));
+        let mut acc = [_mm512_set1_ps(1.0); 12];
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = _mm512_fmadd_ps(*x, a, b);
+            }
+        }
+        std::hint::black_box(acc);
+        (iters * 12 * 16 * 2) as f64
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn fma_avx2(iters: usize) -> f64 {
+        let a = _mm256_set1_ps(std::hint::black_box(0.999));
+        let b = _mm256_set1_ps(std::hint::black_box(1e-3));
+        let mut acc = [_mm256_set1_ps(1.0); 12];
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = _mm256_fmadd_ps(*x, a, b);
+            }
+        }
+        std::hint::black_box(acc);
+        (iters * 12 * 8 * 2) as f64
+    }
+}
+
+/// Read bandwidth in GB/s: the best of 3 parallel sums over a `mb`-MiB buffer.
+pub fn probe_read_bandwidth(mb: usize) -> f64 {
+    let n = mb * (1 << 20) / 4;
+    let mut buf = vec![0.0f32; n];
+    buf.par_chunks_mut(1 << 16)
+        .enumerate()
+        .for_each(|(i, c)| c.fill(i as f32 * 1e-9));
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let s: f32 = buf
+            .par_chunks(1 << 16)
+            .map(|c| {
+                // A GEMV row against a ones vector: the widest supported vector loads.
+                let ones = [1.0f32; 1 << 16];
+                let mut dot = [0.0f32];
+                let isa = Isa::detect();
+                gemm::matmul(
+                    isa,
+                    &ones[..c.len()],
+                    WeightSlice::F32(c),
+                    None,
+                    1,
+                    1,
+                    c.len(),
+                    &mut dot,
+                );
+                dot[0]
+            })
+            .sum();
+        std::hint::black_box(s);
+        best = best.max((n * 4) as f64 / start.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
+
+/// All peaks at `isa`.
+pub fn probe(isa: Isa, bandwidth_mb: usize) -> Peaks {
+    let (gflops_per_core, gflops) = probe_fma(isa);
+    Peaks {
+        isa,
+        threads: rayon::current_num_threads(),
+        gflops_per_core,
+        gflops,
+        read_gb_s: probe_read_bandwidth(bandwidth_mb),
+    }
+}
+
+/// What bounds a kernel: compute (compare to the FMA peak) or memory (to the bandwidth).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    Compute,
+    Memory,
+}
+
+/// One timed kernel at one shape.
+#[derive(Clone, Debug)]
+pub struct Measurement {
+    pub kernel: String,
+    pub shape: String,
+    pub median_s: f64,
+    pub flops: f64,
+    pub bytes: f64,
+    pub bound: Bound,
+}
+
+impl Measurement {
+    pub fn gflops(&self) -> f64 {
+        self.flops / self.median_s / 1e9
+    }
+    pub fn gb_s(&self) -> f64 {
+        self.bytes / self.median_s / 1e9
+    }
+    /// Percent of the relevant peak.
+    pub fn percent_of_peak(&self, peaks: &Peaks) -> f64 {
+        match self.bound {
+            Bound::Compute => 100.0 * self.gflops() / peaks.gflops,
+            Bound::Memory => 100.0 * self.gb_s() / peaks.read_gb_s,
+        }
+    }
+}
+
+/// Median seconds of `runs` calls of `f` after one warm-up call.
+pub fn median_time(runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+/// Matmul shapes `(m, n, k)` of the suite: SmolLM2-135M decode GEMVs and prefill GEMMs,
+/// ViT-L-sized GEMMs.
+pub const MATMUL_SHAPES: [(usize, usize, usize); 8] = [
+    (1, 576, 576),
+    (1, 1536, 576),
+    (1, 576, 1536),
+    (1, 49152, 576),
+    (512, 576, 576),
+    (512, 1536, 576),
+    (577, 4096, 1024),
+    (1024, 1024, 1024),
+];
+
+/// Times `matmul` at `isa` with f32 or bf16 weights.
+pub fn bench_matmul(
+    isa: Isa,
+    (m, n, k): (usize, usize, usize),
+    bf16_weights: bool,
+    runs: usize,
+) -> Measurement {
+    let mut rng = Rng::new(1);
+    let a = rng.vec(m * k, -1.0, 1.0);
+    let w = rng.vec(n * k, -1.0, 1.0);
+    let wb: Vec<bf16> = w.iter().map(|&x| bf16::from_f32(x)).collect();
+    let (ws, wbytes) = if bf16_weights {
+        (WeightSlice::BF16(&wb), 2)
+    } else {
+        (WeightSlice::F32(&w), 4)
+    };
+    let mut out = vec![0.0f32; m * n];
+    let median_s = median_time(runs, || gemm::matmul(isa, &a, ws, None, m, n, k, &mut out));
+    Measurement {
+        kernel: format!("matmul {}", if bf16_weights { "bf16" } else { "f32" }),
+        shape: format!("{m}x{n}x{k}"),
+        median_s,
+        flops: (2 * m * n * k) as f64,
+        bytes: (n * k * wbytes + 4 * (m * k + m * n)) as f64,
+        bound: if m <= gemm::GEMV_MAX_M {
+            Bound::Memory
+        } else {
+            Bound::Compute
+        },
+    }
+}
+
+/// Times causal GQA attention: `q_len` queries over `kv_len` keys (the last `q_len`
+/// positions), SmolLM2-135M heads (9 query, 3 kv, head_dim 64), K/V in the bhsd cache.
+pub fn bench_attention(isa: Isa, q_len: usize, kv_len: usize, runs: usize) -> Measurement {
+    let (nh, nkv, d) = (9, 3, 64);
+    let p = AttentionParams {
+        batch: 1,
+        q_len,
+        kv_len,
+        n_heads: nh,
+        n_kv_heads: nkv,
+        head_dim: d,
+        scale: 1.0 / (d as f32).sqrt(),
+        causal: true,
+    };
+    let mut rng = Rng::new(2);
+    let q = rng.vec(q_len * nh * d, -1.0, 1.0);
+    let k = rng.vec(nkv * kv_len * d, -1.0, 1.0);
+    let v = rng.vec(nkv * kv_len * d, -1.0, 1.0);
+    let mut out = vec![0.0f32; q.len()];
+    let kv = KvStrides::bhsd(kv_len, nkv, d);
+    let median_s = median_time(runs, || {
+        attention::attention(isa, &q, &k, &v, kv, None, &p, &mut out)
+    });
+    // Visible (query, key) pairs under the causal mask; 4 flops per pair and dim (q.k, p.v).
+    let pairs: usize = (0..q_len).map(|i| kv_len - q_len + i + 1).sum();
+    Measurement {
+        kernel: "attention causal".into(),
+        shape: format!("q{q_len} kv{kv_len} h9/3 d64"),
+        median_s,
+        flops: (4 * pairs * d * nh) as f64,
+        bytes: (4 * (2 * kv_len * nkv * d + 2 * q.len())) as f64,
+        bound: if q_len == 1 {
+            Bound::Memory
+        } else {
+            Bound::Compute
+        },
+    }
+}
+
+/// The whole suite at `isa`: every matmul shape with f32 and bf16 weights, then attention
+/// prefill (512 tokens) and decode (1 query over 512 keys).
+pub fn suite(isa: Isa, runs: usize) -> Vec<Measurement> {
+    let mut rows = Vec::new();
+    for shape in MATMUL_SHAPES {
+        for bf in [false, true] {
+            rows.push(bench_matmul(isa, shape, bf, runs));
+        }
+    }
+    rows.push(bench_attention(isa, 512, 512, runs));
+    rows.push(bench_attention(isa, 1, 512, runs));
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_and_measurements_are_positive() {
+        let isa = Isa::detect();
+        let (core, total) = probe_fma(isa);
+        assert!(core > 0.0 && total > 0.0);
+        assert!(probe_read_bandwidth(8) > 0.0);
+        let m = bench_matmul(isa, (3, 17, 9), true, 2);
+        assert!(m.gflops() > 0.0 && m.gb_s() > 0.0 && m.bound == Bound::Memory);
+        let a = bench_attention(isa, 2, 5, 2);
+        assert!(a.gflops() > 0.0 && a.bound == Bound::Compute);
+    }
+}

@@ -1,0 +1,143 @@
+//! AVX2 GEMV rows: `R` rows of `w` x `M` rows of `x` accumulated in `R * M` ymm over `k`
+//! (8 lanes), reduced once per output; the `k % 8` tail is scalar.
+
+use std::arch::x86_64::*;
+
+use super::R;
+use crate::cpu::simd::avx2::{hsum, load_bf16, load_f16, load_f32};
+use crate::WeightSlice;
+
+macro_rules! dot_rows {
+    ($name:ident, $t:ty, $load:ident, $widen:expr) => {
+        /// `dots[i][r] = sum_p x[i * k + p] * w[r * k + p]`.
+        ///
+        /// # Safety
+        /// AVX2 level; `x` holds `M k` floats, `w` `RR k` elements.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $name<const RR: usize, const M: usize>(
+            x: *const f32,
+            w: *const $t,
+            k: usize,
+        ) -> [[f32; RR]; M] {
+            let mut acc = [[_mm256_setzero_ps(); RR]; M];
+            let full = k / 8 * 8;
+            // SAFETY: p + 8 <= full <= k (the scalar tail reads full..k).
+            unsafe {
+                let mut p = 0;
+                while p < full {
+                    let mut wv = [_mm256_setzero_ps(); RR];
+                    for (r, v) in wv.iter_mut().enumerate() {
+                        *v = $load(w.add(r * k + p));
+                    }
+                    for (i, acc) in acc.iter_mut().enumerate() {
+                        let xv = load_f32(x.add(i * k + p));
+                        for (a, &v) in acc.iter_mut().zip(&wv) {
+                            *a = _mm256_fmadd_ps(xv, v, *a);
+                        }
+                    }
+                    p += 8;
+                }
+                let mut dots = [[0.0f32; RR]; M];
+                for (i, (d, a)) in dots.iter_mut().zip(&acc).enumerate() {
+                    for (r, (d, &a)) in d.iter_mut().zip(a).enumerate() {
+                        let mut s = hsum(a);
+                        for p in full..k {
+                            s += *x.add(i * k + p) * $widen(*w.add(r * k + p));
+                        }
+                        *d = s;
+                    }
+                }
+                dots
+            }
+        }
+    };
+}
+
+dot_rows!(dot_f32, f32, load_f32, |v: f32| v);
+dot_rows!(dot_bf16, u16, load_bf16, |v: u16| half::bf16::from_bits(v)
+    .to_f32());
+dot_rows!(dot_f16, u16, load_f16, |v: u16| half::f16::from_bits(v)
+    .to_f32());
+
+/// Dots of `x` rows with rows `j .. j + RR` of `w` (elements from `j * k`).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dots<const RR: usize, const M: usize>(
+    x: *const f32,
+    w: WeightSlice,
+    j: usize,
+    k: usize,
+) -> [[f32; RR]; M] {
+    // SAFETY: forwarded contract: rows j..j+RR exist in w.
+    unsafe {
+        match w {
+            WeightSlice::F32(s) => dot_f32::<RR, M>(x, s.as_ptr().add(j * k), k),
+            WeightSlice::BF16(s) => dot_bf16::<RR, M>(x, s.as_ptr().add(j * k) as *const u16, k),
+            WeightSlice::F16(s) => dot_f16::<RR, M>(x, s.as_ptr().add(j * k) as *const u16, k),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_m<const M: usize>(
+    x: *const f32,
+    k: usize,
+    w: WeightSlice,
+    j0: usize,
+    j1: usize,
+    bias: &[f32],
+    out: *mut f32,
+    n: usize,
+) {
+    // SAFETY: rows j < j1 <= n of w exist; out's contract is the caller's.
+    unsafe {
+        let mut j = j0;
+        while j + R <= j1 {
+            let d = dots::<R, M>(x, w, j, k);
+            for (i, d) in d.iter().enumerate() {
+                for (r, &v) in d.iter().enumerate() {
+                    *out.add(i * n + j + r) = v + bias[j + r];
+                }
+            }
+            j += R;
+        }
+        while j < j1 {
+            let d = dots::<1, M>(x, w, j, k);
+            for (i, d) in d.iter().enumerate() {
+                *out.add(i * n + j) = d[0] + bias[j];
+            }
+            j += 1;
+        }
+    }
+}
+
+/// Rows `j0..j1` of `out` for `m <= 4` rows of `x`.
+///
+/// # Safety
+/// AVX2 level; `x` is `[m, k]`, `w` `[n, k]`, `bias` `[n]`, `j1 <= n`, and
+/// `out + i * n + j` is writable for `i < m`, `j0 <= j < j1`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn rows(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: WeightSlice,
+    j0: usize,
+    j1: usize,
+    bias: &[f32],
+    out: *mut f32,
+    n: usize,
+) {
+    let x = x.as_ptr();
+    // SAFETY: forwarded contract.
+    unsafe {
+        match m {
+            1 => rows_m::<1>(x, k, w, j0, j1, bias, out, n),
+            2 => rows_m::<2>(x, k, w, j0, j1, bias, out, n),
+            3 => rows_m::<3>(x, k, w, j0, j1, bias, out, n),
+            4 => rows_m::<4>(x, k, w, j0, j1, bias, out, n),
+            _ => unreachable!("gemv rows: m = {m} > 4"),
+        }
+    }
+}

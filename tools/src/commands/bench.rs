@@ -1,0 +1,108 @@
+//! `iris bench kernels [--json]`: probes this machine's FMA peak and read bandwidth, then
+//! times each CPU kernel at model shapes (median of N runs) and prints kernel, shape, time,
+//! GFLOP/s, GB/s and % of the relevant peak. The measuring code lives in
+//! `iris_kernels::cpu::bench`; this file parses arguments and prints.
+
+use anyhow::bail;
+use iris_runtime::backend::cpu::bench::{self, Bound};
+use iris_runtime::backend::cpu::Isa;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(clap::Subcommand)]
+pub enum What {
+    /// CPU kernels at model shapes, with % of the probed peak.
+    Kernels(KernelArgs),
+}
+
+#[derive(clap::Args)]
+pub struct KernelArgs {
+    /// ISA level (scalar, avx2, avx512); default: the detected one (or IRIS_ISA).
+    #[arg(long)]
+    pub isa: Option<String>,
+    /// Timed runs per kernel (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    pub runs: usize,
+    /// Size of the bandwidth probe's buffer in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub bandwidth_mb: usize,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.what {
+        What::Kernels(a) => kernels(a),
+    }
+}
+
+fn kernels(args: KernelArgs) -> anyhow::Result<()> {
+    let isa = match &args.isa {
+        Some(s) => Isa::parse(s)?,
+        None => iris_runtime::backend::cpu::CpuBackend::new().kernels_isa(),
+    };
+    if !isa.is_supported() {
+        bail!(
+            "ISA level {isa} is not supported by this CPU (supported: {:?})",
+            Isa::available()
+        );
+    }
+    let peaks = bench::probe(isa, args.bandwidth_mb);
+    let rows = bench::suite(isa, args.runs);
+    if args.json {
+        let kernels: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "kernel": r.kernel,
+                    "shape": r.shape,
+                    "median_ms": r.median_s * 1e3,
+                    "gflop_s": r.gflops(),
+                    "gb_s": r.gb_s(),
+                    "bound": if r.bound == Bound::Compute { "compute" } else { "memory" },
+                    "percent_of_peak": r.percent_of_peak(&peaks),
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "isa": isa.name(),
+            "threads": peaks.threads,
+            "peak_gflop_s_per_core": peaks.gflops_per_core,
+            "peak_gflop_s": peaks.gflops,
+            "read_gb_s": peaks.read_gb_s,
+            "kernels": kernels,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "isa {isa}, {} threads: FMA peak {:.1} GFLOP/s per core, {:.1} GFLOP/s all threads; read bandwidth {:.1} GB/s",
+        peaks.threads, peaks.gflops_per_core, peaks.gflops, peaks.read_gb_s
+    );
+    println!(
+        "{:<18} {:<22} {:>10} {:>10} {:>8} {:>12}",
+        "kernel", "shape", "time ms", "GFLOP/s", "GB/s", "% of peak"
+    );
+    for r in &rows {
+        let which = if r.bound == Bound::Compute {
+            "flops"
+        } else {
+            "bw"
+        };
+        println!(
+            "{:<18} {:<22} {:>10.3} {:>10.1} {:>8.1} {:>8.1} {which}",
+            r.kernel,
+            r.shape,
+            r.median_s * 1e3,
+            r.gflops(),
+            r.gb_s(),
+            r.percent_of_peak(&peaks)
+        );
+    }
+    Ok(())
+}
