@@ -531,12 +531,17 @@ fn plan(gguf: &GgufFile, p: &LlamaParams) -> Result<Plan, ConvertError> {
 /// Undoes llama.cpp's `permute` of Q/K rows, as transformers'
 /// `_reverse_permute_weights`: rows viewed as `[n_head, dim, 2]` are transposed to
 /// `[n_head, 2, dim]`, `dim = rows / n_head / 2`; i.e. HF row `h*2*dim + half*dim + i` is
-/// GGUF row `h*2*dim + 2*i + half`. `data` is `[rows, cols]` row-major.
+/// GGUF row `h*2*dim + 2*i + half`. `data` is `[rows, cols]` row-major, `rows` a multiple
+/// of `2 * n_head` (rows past the last whole head, if any, are copied unchanged).
 pub fn unpermute_rows(data: &[f32], cols: usize, n_head: usize, out: &mut Vec<f32>) {
-    let rows = data.len() / cols.max(1);
-    let dim = rows / n_head / 2;
     out.clear();
     out.reserve(data.len());
+    if n_head == 0 || cols == 0 {
+        out.extend_from_slice(data);
+        return;
+    }
+    let rows = data.len() / cols;
+    let dim = rows / n_head / 2;
     for h in 0..n_head {
         for half in 0..2 {
             for i in 0..dim {
@@ -545,6 +550,7 @@ pub fn unpermute_rows(data: &[f32], cols: usize, n_head: usize, out: &mut Vec<f3
             }
         }
     }
+    out.extend_from_slice(&data[out.len()..]);
 }
 
 /// f32 to bf16 bits exactly as PyTorch's `round_to_nearest_even` (every NaN becomes the

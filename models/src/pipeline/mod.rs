@@ -5,6 +5,7 @@
 
 pub mod idefics3;
 pub mod llava;
+pub mod prompt;
 pub mod session;
 
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@ pub mod device;
 pub mod inspect;
 pub mod kernels;
 pub mod run;
+pub mod run_multimodal;
 
 use clap::Subcommand;
 

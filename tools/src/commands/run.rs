@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use iris_models::generate::{
     GenerationConfig, GenerationOutput, SamplingParams, StopReason, TextSession,
 };
+use iris_models::pipeline::PipelineKind;
 use iris_models::text_model::TextModel;
 use iris_models::tokenizer::{build_prompt_ids, ChatMessage, Prompt, TextTokenizer};
 
@@ -59,6 +60,22 @@ pub struct Args {
     pub json: bool,
 }
 
+impl Args {
+    /// Generation settings from the options, stopping at `eos_token_ids`.
+    pub(super) fn generation_config(&self, eos_token_ids: Vec<u32>) -> GenerationConfig {
+        GenerationConfig {
+            max_new_tokens: self.max_tokens,
+            sampling: SamplingParams {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                seed: self.seed,
+            },
+            eos_token_ids,
+        }
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.temperature < 0.0 || !args.temperature.is_finite() {
         bail!("--temperature must be >= 0, got {}", args.temperature);
@@ -67,6 +84,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--top-p must be in (0, 1], got {}", args.top_p);
     }
     let dtype = parse_dtype(args.dtype.as_deref())?;
+    let architecture = iris_models::pipeline::architecture(&args.model)?;
+    if PipelineKind::from_architecture(&architecture).is_some() {
+        return super::run_multimodal::run(&args, dtype);
+    }
     let start = Instant::now();
     let model = TextModel::load(&args.model, dtype)
         .with_context(|| format!("loading {}", args.model.display()))?;
@@ -102,80 +123,104 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let context = args
         .context
         .unwrap_or(config.max_position_embeddings.min(4096));
-    let generation = GenerationConfig {
-        max_new_tokens: args.max_tokens,
-        sampling: SamplingParams {
-            temperature: args.temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-            seed: args.seed,
-        },
-        eos_token_ids: model.eos_token_ids.clone(),
-    };
+    let generation = args.generation_config(model.eos_token_ids.clone());
 
-    let mut decoder = tokenizer.stream_decoder(true);
-    let mut stdout = std::io::stdout().lock();
-    let mut stream_error = None;
+    let mut stream = TokenStream::new(&tokenizer, args.json);
     let output: GenerationOutput = with_backend!(args.device, |backend| {
         let mut session = TextSession::new(model.model.clone(), backend, context)?;
-        session.generate(&prompt_ids, &generation, |token| {
-            if args.json {
-                return true;
-            }
-            match decoder.step(token) {
-                Ok(piece) => {
-                    // A closed stdout (`| head`) ends generation quietly.
-                    stdout
-                        .write_all(piece.as_bytes())
-                        .and_then(|_| stdout.flush())
-                        .is_ok()
-                }
-                Err(e) => {
-                    stream_error = Some(e);
-                    false
-                }
-            }
-        })?
+        session.generate(&prompt_ids, &generation, |token| stream.push(token))?
     });
-    if let Some(e) = stream_error {
-        return Err(e.into());
+    stream.finish(&output, prompt_ids.len(), load_ms, None)?;
+    Ok(())
+}
+
+/// Streams generated text to stdout as tokens arrive (unless `--json`), then prints the
+/// summary: timings to stderr, or the JSON object to stdout.
+pub(super) struct TokenStream<'a> {
+    tokenizer: &'a TextTokenizer,
+    decoder: iris_models::tokenizer::StreamDecoder,
+    json: bool,
+    stdout: std::io::StdoutLock<'static>,
+    error: Option<iris_models::tokenizer::TokenizerError>,
+}
+
+impl<'a> TokenStream<'a> {
+    pub(super) fn new(tokenizer: &'a TextTokenizer, json: bool) -> Self {
+        TokenStream {
+            tokenizer,
+            decoder: tokenizer.stream_decoder(true),
+            json,
+            stdout: std::io::stdout().lock(),
+            error: None,
+        }
     }
 
-    let t = &output.timings;
-    let prefill_tok_s = prompt_ids.len() as f64 / t.prefill.as_secs_f64().max(1e-9);
-    let text = tokenizer.decode(&output.tokens, true)?;
-    if args.json {
-        let doc = serde_json::json!({
-            "text": text,
-            "tokens": output.tokens,
-            "prompt_tokens": prompt_ids.len(),
-            "stop_reason": format!("{:?}", output.stop_reason).to_lowercase(),
-            "timings": {
-                "load_ms": load_ms,
-                "prefill_ms": t.prefill.as_secs_f64() * 1e3,
-                "prefill_tok_s": prefill_tok_s,
-                "ttft_ms": t.time_to_first_token.as_secs_f64() * 1e3,
-                "decode_tok_s": t.decode_tokens_per_second(),
-            },
-        });
-        println!("{doc}");
-    } else {
-        let tail = decoder.finish()?;
-        writeln!(stdout, "{tail}").ok();
+    /// Prints `token`'s text; false stops generation (closed stdout or a decoding error).
+    pub(super) fn push(&mut self, token: u32) -> bool {
+        if self.json {
+            return true;
+        }
+        match self.decoder.step(token) {
+            // A closed stdout (`| head`) ends generation quietly.
+            Ok(piece) => self
+                .stdout
+                .write_all(piece.as_bytes())
+                .and_then(|_| self.stdout.flush())
+                .is_ok(),
+            Err(e) => {
+                self.error = Some(e);
+                false
+            }
+        }
+    }
+
+    pub(super) fn finish(
+        mut self,
+        output: &GenerationOutput,
+        prompt_tokens: usize,
+        load_ms: f64,
+        vision_ms: Option<f64>,
+    ) -> anyhow::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e.into());
+        }
+        let t = &output.timings;
+        let prefill_tok_s = prompt_tokens as f64 / t.prefill.as_secs_f64().max(1e-9);
+        if self.json {
+            let doc = serde_json::json!({
+                "text": self.tokenizer.decode(&output.tokens, true)?,
+                "tokens": output.tokens,
+                "prompt_tokens": prompt_tokens,
+                "stop_reason": format!("{:?}", output.stop_reason).to_lowercase(),
+                "timings": {
+                    "load_ms": load_ms,
+                    "vision_ms": vision_ms,
+                    "prefill_ms": t.prefill.as_secs_f64() * 1e3,
+                    "prefill_tok_s": prefill_tok_s,
+                    "ttft_ms": t.time_to_first_token.as_secs_f64() * 1e3,
+                    "decode_tok_s": t.decode_tokens_per_second(),
+                },
+            });
+            println!("{doc}");
+            return Ok(());
+        }
+        let tail = self.decoder.finish()?;
+        writeln!(self.stdout, "{tail}").ok();
         let stop = match output.stop_reason {
             StopReason::Eos => "eos",
             StopReason::MaxTokens => "max tokens",
             StopReason::ContextFull => "context full",
             StopReason::Cancelled => "stopped",
         };
+        let vision = vision_ms
+            .map(|v| format!("vision {v:.0} ms | "))
+            .unwrap_or_default();
         eprintln!(
-            "load {load_ms:.0} ms | prompt {} tokens, prefill {:.1} tok/s | TTFT {:.0} ms | {} new tokens, decode {:.1} tok/s | stop: {stop}",
-            prompt_ids.len(),
-            prefill_tok_s,
+            "load {load_ms:.0} ms | {vision}prompt {prompt_tokens} tokens, prefill {prefill_tok_s:.1} tok/s | TTFT {:.0} ms | {} new tokens, decode {:.1} tok/s | stop: {stop}",
             t.time_to_first_token.as_secs_f64() * 1e3,
             output.tokens.len(),
             t.decode_tokens_per_second(),
         );
+        Ok(())
     }
-    Ok(())
 }
