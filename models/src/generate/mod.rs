@@ -61,6 +61,83 @@ pub struct GenerationOutput {
     pub timings: Timings,
 }
 
+/// One decode step on a compiled decode graph: writes the token, its position and the
+/// cache length, runs, and reads the next logits into `logits`. No allocation.
+pub(crate) fn decode_step<B: Backend>(
+    decode: &mut Executor<B>,
+    backend: &mut B,
+    token: u32,
+    position: usize,
+    logits: &mut [f32],
+) -> Result<(), ModelError> {
+    let position = position as i64;
+    decode.write_input_bytes(backend, "input_ids", &(token as i64).to_le_bytes())?;
+    decode.write_input_bytes(backend, "positions", &position.to_le_bytes())?;
+    decode.write_input_bytes(backend, "past_len", &position.to_le_bytes())?;
+    decode.execute(backend)?;
+    decode.read_into(backend, "logits", bytemuck::cast_slice_mut(logits))?;
+    Ok(())
+}
+
+/// A session that has prefilled a prompt and can take decode steps.
+pub(crate) trait StepDecoder {
+    fn logits(&self) -> &[f32];
+    /// Tokens in the KV cache.
+    fn cached(&self) -> usize;
+    fn max_context(&self) -> usize;
+    fn decode_one(&mut self, token: u32) -> Result<(), ModelError>;
+}
+
+/// Samples and decodes after a prefill whose logits are in `session` (started at
+/// `prefill_start`, taking `prefill`), streaming each token to `on_token` (false stops).
+pub(crate) fn sample_until_stop<D: StepDecoder>(
+    session: &mut D,
+    config: &GenerationConfig,
+    vocab_size: usize,
+    prefill_start: Instant,
+    prefill: Duration,
+    mut on_token: impl FnMut(u32) -> bool,
+) -> Result<GenerationOutput, ModelError> {
+    let mut sampler = Sampler::new(config.sampling, vocab_size);
+    let mut timings = Timings {
+        prefill,
+        ..Timings::default()
+    };
+    let mut tokens = Vec::with_capacity(config.max_new_tokens);
+    let mut stop_reason = StopReason::MaxTokens;
+    let mut step_start = Instant::now();
+    for i in 0..config.max_new_tokens {
+        if i > 0 {
+            if session.cached() >= session.max_context() {
+                stop_reason = StopReason::ContextFull;
+                break;
+            }
+            step_start = Instant::now();
+            session.decode_one(*tokens.last().expect("a token was produced"))?;
+        }
+        let token = sampler.sample(session.logits());
+        tokens.push(token);
+        if i == 0 {
+            timings.time_to_first_token = prefill_start.elapsed();
+        } else {
+            timings.decode_steps.push(step_start.elapsed());
+        }
+        if !on_token(token) {
+            stop_reason = StopReason::Cancelled;
+            break;
+        }
+        if config.eos_token_ids.contains(&token) {
+            stop_reason = StopReason::Eos;
+            break;
+        }
+    }
+    Ok(GenerationOutput {
+        tokens,
+        stop_reason,
+        timings,
+    })
+}
+
 /// A model bound to a backend with its KV cache. One sequence at a time.
 pub struct TextSession<B: Backend> {
     model: Arc<LlamaModel>,
@@ -205,23 +282,14 @@ impl<B: Backend> TextSession<B> {
                 context: self.max_context,
             });
         }
-        let position = self.cached as i64;
-        self.decode.write_input_bytes(
+        decode_step(
+            &mut self.decode,
             &mut self.backend,
-            "input_ids",
-            &(token as i64).to_le_bytes(),
+            token,
+            self.cached,
+            &mut self.logits,
         )?;
-        self.decode
-            .write_input_bytes(&mut self.backend, "positions", &position.to_le_bytes())?;
-        self.decode
-            .write_input_bytes(&mut self.backend, "past_len", &position.to_le_bytes())?;
-        self.decode.execute(&mut self.backend)?;
         self.cached += 1;
-        self.decode.read_into(
-            &mut self.backend,
-            "logits",
-            bytemuck::cast_slice_mut(&mut self.logits),
-        )?;
         Ok(&self.logits)
     }
 
@@ -236,47 +304,29 @@ impl<B: Backend> TextSession<B> {
         &mut self,
         prompt: &[u32],
         config: &GenerationConfig,
-        mut on_token: impl FnMut(u32) -> bool,
+        on_token: impl FnMut(u32) -> bool,
     ) -> Result<GenerationOutput, ModelError> {
         self.reset();
         self.check_fits(prompt.len(), config.max_new_tokens)?;
-        let mut sampler = Sampler::new(config.sampling, self.model.config.vocab_size);
-        let mut timings = Timings::default();
-        let mut tokens = Vec::with_capacity(config.max_new_tokens);
         let start = Instant::now();
         self.prefill(prompt)?;
-        timings.prefill = start.elapsed();
-        let mut stop_reason = StopReason::MaxTokens;
-        let mut step_start = Instant::now();
-        for i in 0..config.max_new_tokens {
-            if i > 0 {
-                if self.cached >= self.max_context {
-                    stop_reason = StopReason::ContextFull;
-                    break;
-                }
-                step_start = Instant::now();
-                self.step(*tokens.last().expect("a token was produced"))?;
-            }
-            let token = sampler.sample(&self.logits);
-            tokens.push(token);
-            if i == 0 {
-                timings.time_to_first_token = start.elapsed();
-            } else {
-                timings.decode_steps.push(step_start.elapsed());
-            }
-            if !on_token(token) {
-                stop_reason = StopReason::Cancelled;
-                break;
-            }
-            if config.eos_token_ids.contains(&token) {
-                stop_reason = StopReason::Eos;
-                break;
-            }
-        }
-        Ok(GenerationOutput {
-            tokens,
-            stop_reason,
-            timings,
-        })
+        let prefill = start.elapsed();
+        let vocab_size = self.model.config.vocab_size;
+        sample_until_stop(self, config, vocab_size, start, prefill, on_token)
+    }
+}
+
+impl<B: Backend> StepDecoder for TextSession<B> {
+    fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+    fn cached(&self) -> usize {
+        self.cached
+    }
+    fn max_context(&self) -> usize {
+        self.max_context
+    }
+    fn decode_one(&mut self, token: u32) -> Result<(), ModelError> {
+        self.step(token).map(|_| ())
     }
 }

@@ -12,7 +12,9 @@ use iris_runtime::Tensor;
 
 use super::MultimodalModel;
 use crate::error::ModelError;
-use crate::generate::{GenerationConfig, GenerationOutput, Sampler, StopReason, Timings};
+use crate::generate::{
+    decode_step, sample_until_stop, GenerationConfig, GenerationOutput, StepDecoder,
+};
 use crate::llm::{LogitsMode, PhaseShape};
 
 /// What `generate` returns: the text generation and the time spent encoding images.
@@ -228,23 +230,14 @@ impl<B: Backend> MultimodalSession<B> {
                 context: self.max_context,
             });
         }
-        let position = self.cached as i64;
-        self.decode.write_input_bytes(
+        decode_step(
+            &mut self.decode,
             &mut self.backend,
-            "input_ids",
-            &(token as i64).to_le_bytes(),
+            token,
+            self.cached,
+            &mut self.logits,
         )?;
-        self.decode
-            .write_input_bytes(&mut self.backend, "positions", &position.to_le_bytes())?;
-        self.decode
-            .write_input_bytes(&mut self.backend, "past_len", &position.to_le_bytes())?;
-        self.decode.execute(&mut self.backend)?;
         self.cached += 1;
-        self.decode.read_into(
-            &mut self.backend,
-            "logits",
-            bytemuck::cast_slice_mut(&mut self.logits),
-        )?;
         Ok(&self.logits)
     }
 
@@ -261,52 +254,33 @@ impl<B: Backend> MultimodalSession<B> {
         prompt: &[u32],
         pixel_values: Option<&Tensor>,
         config: &GenerationConfig,
-        mut on_token: impl FnMut(u32) -> bool,
+        on_token: impl FnMut(u32) -> bool,
     ) -> Result<MultimodalOutput, ModelError> {
         self.reset();
         let start = Instant::now();
         let features = pixel_values.map(|p| self.encode_images(p)).transpose()?;
         let vision = start.elapsed();
-        let mut sampler = Sampler::new(config.sampling, self.model.llm.config.vocab_size);
-        let mut timings = Timings::default();
-        let mut tokens = Vec::with_capacity(config.max_new_tokens);
         let prefill_start = Instant::now();
         self.prefill(prompt, features.as_ref())?;
-        timings.prefill = prefill_start.elapsed();
-        let mut stop_reason = StopReason::MaxTokens;
-        let mut step_start = Instant::now();
-        for i in 0..config.max_new_tokens {
-            if i > 0 {
-                if self.cached >= self.max_context {
-                    stop_reason = StopReason::ContextFull;
-                    break;
-                }
-                step_start = Instant::now();
-                self.step(*tokens.last().expect("a token was produced"))?;
-            }
-            let token = sampler.sample(&self.logits);
-            tokens.push(token);
-            if i == 0 {
-                timings.time_to_first_token = prefill_start.elapsed();
-            } else {
-                timings.decode_steps.push(step_start.elapsed());
-            }
-            if !on_token(token) {
-                stop_reason = StopReason::Cancelled;
-                break;
-            }
-            if config.eos_token_ids.contains(&token) {
-                stop_reason = StopReason::Eos;
-                break;
-            }
-        }
-        Ok(MultimodalOutput {
-            generation: GenerationOutput {
-                tokens,
-                stop_reason,
-                timings,
-            },
-            vision,
-        })
+        let prefill = prefill_start.elapsed();
+        let vocab_size = self.model.llm.config.vocab_size;
+        let generation =
+            sample_until_stop(self, config, vocab_size, prefill_start, prefill, on_token)?;
+        Ok(MultimodalOutput { generation, vision })
+    }
+}
+
+impl<B: Backend> StepDecoder for MultimodalSession<B> {
+    fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+    fn cached(&self) -> usize {
+        self.cached
+    }
+    fn max_context(&self) -> usize {
+        self.max_context
+    }
+    fn decode_one(&mut self, token: u32) -> Result<(), ModelError> {
+        self.step(token).map(|_| ())
     }
 }
