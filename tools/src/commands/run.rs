@@ -58,6 +58,9 @@ pub struct Args {
     /// Print one JSON object (text, tokens, timings) instead of streaming.
     #[arg(long)]
     pub json: bool,
+    /// Keep generating past end-of-sequence tokens (for timing a fixed number of tokens).
+    #[arg(long)]
+    pub ignore_eos: bool,
 }
 
 impl Args {
@@ -71,7 +74,7 @@ impl Args {
                 top_p: self.top_p,
                 seed: self.seed,
             },
-            eos_token_ids,
+            eos_token_ids: if self.ignore_eos { Vec::new() } else { eos_token_ids },
         }
     }
 }
