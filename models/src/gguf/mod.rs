@@ -11,9 +11,14 @@
 //! - [`tokenizer`]: the `tokenizer.json` transformers builds from a GGUF vocabulary.
 
 pub mod convert;
+mod convert_config;
+mod convert_tensors;
 pub mod dequant;
 pub mod error;
 pub mod reader;
+mod reader_parser;
+mod reader_tensor_info;
+mod reader_values;
 pub mod tokenizer;
 pub mod types;
 mod writer;

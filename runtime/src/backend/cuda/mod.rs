@@ -15,7 +15,13 @@
 //!   is an error, never a crash or a silent wrong answer.
 
 mod ops;
+mod ops_attention;
+mod ops_conv;
+mod ops_copy;
+mod ops_elementwise;
+mod ops_embedding;
 mod ops_more;
+mod ops_rows;
 mod slot;
 
 use std::collections::HashMap;

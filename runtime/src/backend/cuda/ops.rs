@@ -1,7 +1,7 @@
 //! `CudaBackend::execute`: checks each op's operands (count, dtypes, shapes, slot sizes and
 //! alignment, index ranges) and launches its PTX kernel on the backend's stream. Ops and
 //! dtype combinations without a kernel yet are `Error::Unsupported`. Add, RmsNorm and MatMul
-//! are here; every other op is in `ops_more.rs`.
+//! are here; every other op is dispatched by `ops_more.rs` to one file per op family.
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 use iris_kernels::cuda::{self as kernels, LaunchDims};
