@@ -2,6 +2,7 @@
 //! times each CPU kernel at model shapes (median of N runs) and prints kernel, shape, time,
 //! GFLOP/s, GB/s and % of the relevant peak. The measuring code lives in
 //! `iris_kernels::cpu::bench`; this file parses arguments and prints.
+//! `iris bench e2e` (end-to-end generation timing) lives in `bench_e2e.rs`.
 
 use anyhow::bail;
 use iris_runtime::backend::cpu::bench::{self, Bound};
@@ -17,6 +18,9 @@ pub struct Args {
 pub enum What {
     /// CPU kernels at model shapes, with % of the probed peak.
     Kernels(KernelArgs),
+    /// End-to-end generation: load time, vision, prefill tok/s, TTFT, decode tok/s and
+    /// per-step p50/p99 for a synthetic prompt of --prompt-tokens ids.
+    E2e(super::bench_e2e::E2eArgs),
 }
 
 #[derive(clap::Args)]
@@ -38,6 +42,7 @@ pub struct KernelArgs {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.what {
         What::Kernels(a) => kernels(a),
+        What::E2e(a) => super::bench_e2e::run(a),
     }
 }
 

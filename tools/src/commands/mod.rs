@@ -2,6 +2,7 @@
 //! `run(Args) -> anyhow::Result<()>`, then a variant and a match arm below.
 
 pub mod bench;
+pub mod bench_e2e;
 pub mod check;
 pub mod convert;
 pub mod device;

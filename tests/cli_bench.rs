@@ -1,0 +1,214 @@
+//! `iris bench e2e` end to end through the built binary: the JSON object has every key with
+//! sane values (text model, and the tiny LLaVA with an image), and impossible sizes are
+//! errors naming the numbers (exit 1).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::iris_bin;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn bench(model: &Path, extra: &[&str]) -> Output {
+    Command::new(iris_bin())
+        .args(["bench", "e2e", "--model"])
+        .arg(model)
+        .args(extra)
+        .current_dir(root())
+        .output()
+        .expect("run iris")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {}", text(&out.stdout)))
+}
+
+fn positive(doc: &serde_json::Value, key: &str) -> f64 {
+    let v = doc[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number: {doc}"));
+    assert!(v.is_finite() && v > 0.0, "{key} = {v}: {doc}");
+    v
+}
+
+fn check_common(doc: &serde_json::Value, prompt: u64, gen: u64) {
+    assert_eq!(doc["prompt_tokens"], prompt, "{doc}");
+    assert_eq!(doc["gen_tokens"], gen, "{doc}");
+    assert_eq!(doc["device"], "cpu", "{doc}");
+    assert_eq!(doc["dtype"], "f32", "{doc}");
+    assert!(doc["threads"].as_u64().unwrap() >= 1, "{doc}");
+    for key in [
+        "load_ms",
+        "prefill_tok_s",
+        "ttft_ms",
+        "decode_tok_s",
+        "decode_p50_ms",
+    ] {
+        positive(doc, key);
+    }
+    let (p50, p99) = (
+        positive(doc, "decode_p50_ms"),
+        positive(doc, "decode_p99_ms"),
+    );
+    assert!(p99 >= p50, "p99 {p99} < p50 {p50}: {doc}");
+}
+
+#[test]
+fn e2e_json_has_every_key() {
+    let out = bench(
+        Path::new("fixtures/tiny-llama"),
+        &[
+            "--prompt-tokens",
+            "16",
+            "--gen-tokens",
+            "8",
+            "--runs",
+            "2",
+            "--json",
+        ],
+    );
+    let doc = json_of(&out);
+    check_common(&doc, 16, 8);
+    assert!(doc["vision_ms"].is_null(), "{doc}");
+    assert_eq!(doc["runs"], 2, "{doc}");
+
+    // Without --json: a table, not JSON.
+    let table = bench(
+        Path::new("fixtures/tiny-llama"),
+        &["--prompt-tokens", "8", "--gen-tokens", "4", "--runs", "1"],
+    );
+    assert!(table.status.success(), "{}", text(&table.stderr));
+    let stdout = text(&table.stdout);
+    assert!(
+        stdout.contains("decode step p99") && stdout.contains("prefill"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn e2e_errors_name_the_numbers() {
+    let model = Path::new("fixtures/tiny-llama");
+    let long = bench(model, &["--prompt-tokens", "300", "--gen-tokens", "8"]);
+    assert_eq!(long.status.code(), Some(1));
+    let err = text(&long.stderr);
+    assert!(
+        err.contains("300") && err.contains("256") && err.contains("308"),
+        "{err}"
+    );
+    assert!(long.stdout.is_empty());
+
+    // Fits alone, not with the generated tokens.
+    let both = bench(model, &["--prompt-tokens", "200", "--gen-tokens", "100"]);
+    assert_eq!(both.status.code(), Some(1));
+    assert!(text(&both.stderr).contains("256"), "{}", text(&both.stderr));
+
+    let zero = bench(model, &["--prompt-tokens", "0"]);
+    assert_eq!(zero.status.code(), Some(1));
+    assert!(
+        text(&zero.stderr).contains("--prompt-tokens"),
+        "{}",
+        text(&zero.stderr)
+    );
+
+    let image = bench(
+        model,
+        &[
+            "--image",
+            "fixtures/images/small_97x113.png",
+            "--prompt-tokens",
+            "8",
+        ],
+    );
+    assert_eq!(image.status.code(), Some(1));
+    assert!(
+        text(&image.stderr).contains("--image"),
+        "{}",
+        text(&image.stderr)
+    );
+}
+
+/// The tiny LLaVA with a word-level tokenizer (`<image>` is id 699) and a 30-pixel CLIP
+/// preprocessor, as in cli_run_image.rs.
+fn tiny_llava_with_tokenizer() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = root().join("fixtures/tiny-llava");
+    for f in ["config.json", "generation_config.json", "model.safetensors"] {
+        fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let mut vocab = serde_json::Map::new();
+    for i in 0..699 {
+        vocab.insert(format!("w{i}"), i.into());
+    }
+    vocab.insert("<unk>".into(), 0.into());
+    vocab.insert("<image>".into(), 699.into());
+    let tokenizer = serde_json::json!({
+        "version": "1.0",
+        "added_tokens": [{"id": 699, "content": "<image>", "single_word": false, "lstrip": false,
+                          "rstrip": false, "normalized": false, "special": true}],
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
+    });
+    fs::write(dir.path().join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    let config = serde_json::json!({"unk_token": "<unk>"});
+    fs::write(dir.path().join("tokenizer_config.json"), config.to_string()).unwrap();
+    let mut processor: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(
+            root().join("fixtures/images/configs/clip_small/preprocessor_config.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    processor["size"] = serde_json::json!({"shortest_edge": 30});
+    processor["crop_size"] = 30.into();
+    fs::write(
+        dir.path().join("preprocessor_config.json"),
+        processor.to_string(),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn e2e_with_an_image_reports_vision() {
+    let dir = tiny_llava_with_tokenizer();
+    let image = root().join("fixtures/images/small_97x113.png");
+    let image = image.to_str().unwrap();
+    let out = bench(
+        dir.path(),
+        &[
+            "--image",
+            image,
+            "--prompt-tokens",
+            "40",
+            "--gen-tokens",
+            "6",
+            "--runs",
+            "2",
+            "--json",
+        ],
+    );
+    let doc = json_of(&out);
+    check_common(&doc, 40, 6);
+    positive(&doc, "vision_ms");
+    assert_eq!(doc["images"], 1, "{doc}");
+
+    // 25 image tokens do not fit in a 10-token prompt.
+    let short = bench(dir.path(), &["--image", image, "--prompt-tokens", "10"]);
+    assert_eq!(short.status.code(), Some(1));
+    let err = text(&short.stderr);
+    assert!(err.contains("25") && err.contains("10"), "{err}");
+}
