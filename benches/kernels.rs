@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use half::bf16;
 use iris_kernels::cpu::bench::MATMUL_SHAPES;
 use iris_kernels::cpu::reference::{self as kernel, AttentionParams, KvStrides};
-use iris_kernels::cpu::{attention, gemm, isa};
+use iris_kernels::cpu::{attention, gemm, isa, rowops};
 use iris_kernels::testing::Rng;
 use iris_kernels::WeightSlice;
 
@@ -113,5 +113,56 @@ fn rms_norm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmul, attention_bench, reference_matmul, rms_norm);
+/// The vectorized row ops at SmolLM2 prefill shapes (512 tokens), every level beside the
+/// reference (the scalar level).
+fn row_ops(c: &mut Criterion) {
+    let (rows, dim, hidden) = (512usize, 576usize, 1536usize);
+    let mut rng = Rng::new(3);
+    let x = rng.vec(rows * dim, -2.0, 2.0);
+    let w: Vec<bf16> = rng
+        .vec(dim, 0.5, 1.5)
+        .into_iter()
+        .map(bf16::from_f32)
+        .collect();
+    let gate = rng.vec(rows * hidden, -6.0, 6.0);
+    let up = rng.vec(rows * hidden, -2.0, 2.0);
+    let mut out = vec![0.0; rows * hidden];
+    let mut group = c.benchmark_group("rowops");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(1));
+    for level in isa::Isa::available() {
+        group.throughput(Throughput::Bytes((rows * dim * 8) as u64));
+        group.bench_function(format!("{level}/rms_norm_bf16w/{rows}x{dim}"), |b| {
+            b.iter(|| {
+                rowops::rms_norm(
+                    level,
+                    &x,
+                    WeightSlice::BF16(&w),
+                    1e-5,
+                    dim,
+                    &mut out[..rows * dim],
+                )
+            })
+        });
+        group.throughput(Throughput::Bytes((rows * hidden * 12) as u64));
+        group.bench_function(format!("{level}/silu_mul/{rows}x{hidden}"), |b| {
+            b.iter(|| rowops::silu_mul(level, &gate, &up, &mut out))
+        });
+        group.throughput(Throughput::Bytes((rows * dim * 12) as u64));
+        group.bench_function(format!("{level}/add/{rows}x{dim}"), |b| {
+            b.iter(|| rowops::add(level, &x, &gate[..rows * dim], &mut out[..rows * dim]))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    matmul,
+    attention_bench,
+    reference_matmul,
+    rms_norm,
+    row_ops
+);
 criterion_main!(benches);

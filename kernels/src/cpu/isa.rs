@@ -154,8 +154,9 @@ impl fmt::Display for Isa {
     }
 }
 
-/// Optional CPU features reported beside the level (not needed by today's kernels; the
-/// bf16 dot-product and AMX kernels of later slices will key on them).
+/// Optional CPU features reported beside the level: `avx512_bf16` gates the opt-in bf16
+/// dot-product GEMM (`gemm::bf16_dot`); the FP16 and AMX kernels of later slices will key on
+/// the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CpuFeatures {
     pub avx512_bf16: bool,

@@ -10,4 +10,5 @@ pub mod gemm;
 pub mod gemv;
 pub mod isa;
 pub mod reference;
+pub mod rowops;
 pub(crate) mod simd;

@@ -16,6 +16,9 @@
 //!   w-groups; inside a tile each packed w group (L1/L2) is reused over the tile's a panels
 //!   (L2). The full `k` is reduced in registers, so each output is written once.
 //!
+//! Opt-in (`IRIS_BF16_DOT=1`, bf16 weights, AVX512-BF16): `bf16_dot` rounds `a` to bf16 and
+//! uses `vdpbf16ps`; half-precision results, see that file.
+//!
 //! | variant | tile (MR x NR) | 1024x1024x1024 f32, 2 threads (AMD EPYC, AVX-512) |
 //! |---|---|---|
 //! | scalar  | plain loop | see BENCHMARKS.md |
@@ -26,6 +29,8 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub mod bf16_dot;
 mod scalar;
 
 use rayon::prelude::*;
@@ -116,6 +121,12 @@ pub fn gemm(
             row.copy_from_slice(&bias_f32);
         }
         return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let (Isa::Avx512, WeightSlice::BF16(wb)) = (isa, w) {
+        if bf16_dot::enabled() {
+            return bf16_dot::gemm(a, wb, &bias_f32, m, n, k, out);
+        }
     }
     let micro = match isa {
         #[cfg(target_arch = "x86_64")]

@@ -1,12 +1,13 @@
 //! One op on the CPU: turns operand slots into typed slices and calls the kernel: the fast
 //! kernels of `iris_kernels::cpu` (matmul: GEMM / GEMV, attention) at the backend's ISA
 //! level, or the plain `iris_kernels::cpu::reference` for the reference backend and for the
-//! ops that have no fast variant yet.
+//! ops that have no fast variant yet. The row ops (`add`, `mul`, `scale`, `rms_norm`,
+//! `silu_mul`, `rope`) go through `cpu::rowops`, whose scalar level is the reference.
 
 use half::{bf16, f16};
 use iris_kernels::cpu::reference as kernel;
 use iris_kernels::cpu::reference::{AttentionParams, Conv2dParams, KvStrides};
-use iris_kernels::cpu::{attention as fast_attention, gemm};
+use iris_kernels::cpu::{attention as fast_attention, gemm, isa::Isa, rowops};
 use iris_kernels::WeightSlice;
 
 use super::{CpuKernels, CpuSlot};
@@ -90,6 +91,11 @@ pub(super) fn execute(
     inputs: &[CpuOperand],
     output: &CpuOperand,
 ) -> Result<()> {
+    // The row ops' scalar level is the reference itself.
+    let row_isa = match kernels {
+        CpuKernels::Reference => Isa::Scalar,
+        CpuKernels::Fast(isa) => isa,
+    };
     // SAFETY: every slice below views one operand of this op; the output is disjoint from
     // the inputs (planner), and the KV caches of CachedAttention are state buffers that no
     // other operand of the op aliases.
@@ -111,12 +117,25 @@ pub(super) fn execute(
                     CpuKernels::Fast(isa) => gemm::matmul(isa, x, w, bias, m, n, k, out),
                 }
             }
-            Op::Add => kernel::add(view(&inputs[0])?, view(&inputs[1])?, view_mut(output)?),
-            Op::Mul => kernel::mul(view(&inputs[0])?, view(&inputs[1])?, view_mut(output)?),
-            Op::Scale { factor } => kernel::scale(view(&inputs[0])?, *factor, view_mut(output)?),
+            Op::Add => rowops::add(
+                row_isa,
+                view(&inputs[0])?,
+                view(&inputs[1])?,
+                view_mut(output)?,
+            ),
+            Op::Mul => rowops::mul(
+                row_isa,
+                view(&inputs[0])?,
+                view(&inputs[1])?,
+                view_mut(output)?,
+            ),
+            Op::Scale { factor } => {
+                rowops::scale(row_isa, view(&inputs[0])?, *factor, view_mut(output)?)
+            }
             Op::RmsNorm { eps } => {
                 let dim = inputs[0].shape.last();
-                kernel::rms_norm(
+                rowops::rms_norm(
+                    row_isa,
                     view(&inputs[0])?,
                     weight_view(&inputs[1])?,
                     *eps,
@@ -145,7 +164,8 @@ pub(super) fn execute(
             }
             Op::Rope { inv_freq } => {
                 let d = dims(&inputs[0]);
-                kernel::rope(
+                rowops::rope(
+                    row_isa,
                     view(&inputs[0])?,
                     view(&inputs[1])?,
                     d[2],
@@ -247,9 +267,12 @@ pub(super) fn execute(
             Op::Gelu(GeluKind::Tanh) => kernel::gelu_tanh(view(&inputs[0])?, view_mut(output)?),
             Op::QuickGelu => kernel::quick_gelu(view(&inputs[0])?, view_mut(output)?),
             Op::Silu => kernel::silu(view(&inputs[0])?, view_mut(output)?),
-            Op::SiluMul => {
-                kernel::silu_mul(view(&inputs[0])?, view(&inputs[1])?, view_mut(output)?)
-            }
+            Op::SiluMul => rowops::silu_mul(
+                row_isa,
+                view(&inputs[0])?,
+                view(&inputs[1])?,
+                view_mut(output)?,
+            ),
             Op::Embedding => {
                 let dim = dims(&inputs[1])[1];
                 kernel::embedding(
