@@ -74,7 +74,11 @@ impl Args {
                 top_p: self.top_p,
                 seed: self.seed,
             },
-            eos_token_ids: if self.ignore_eos { Vec::new() } else { eos_token_ids },
+            eos_token_ids: if self.ignore_eos {
+                Vec::new()
+            } else {
+                eos_token_ids
+            },
         }
     }
 }
