@@ -29,14 +29,15 @@ fn image_token(model: &MultimodalModel, tokenizer: &TextTokenizer) -> Result<Str
     })
 }
 
-/// Token ids of `prompt` with the images of `processed` expanded in place.
+/// Token ids of `prompt` with the images of `processed` (none: `None`) expanded in place.
 pub fn multimodal_prompt_ids(
     model: &MultimodalModel,
     tokenizer: &TextTokenizer,
-    processed: &Processed,
+    processed: Option<&Processed>,
     prompt: MultimodalPrompt<'_>,
 ) -> Result<Vec<u32>, ModelError> {
-    let images = processed.tiles_per_image.len();
+    let images = processed.map_or(0, |p| p.tiles_per_image.len());
+    let rows_cols = processed.map_or(&[][..], |p| &p.rows_cols[..]);
     let (text, raw) = match prompt {
         MultimodalPrompt::Raw(text) => (text.to_string(), true),
         MultimodalPrompt::Chat { system, text } => {
@@ -77,13 +78,8 @@ pub fn multimodal_prompt_ids(
                 image: token.clone(),
                 ..PromptTokens::default()
             };
-            expand_prompt(
-                &text,
-                &processed.rows_cols,
-                model.tokens_per_image(),
-                &tokens,
-            )
-            .map_err(|_| count_error(text.matches(token.as_str()).count()))?
+            expand_prompt(&text, rows_cols, model.tokens_per_image(), &tokens)
+                .map_err(|_| count_error(text.matches(token.as_str()).count()))?
         }
     };
     tokenizer

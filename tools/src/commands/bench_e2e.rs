@@ -156,8 +156,12 @@ pub fn run(args: E2eArgs) -> anyhow::Result<()> {
                     )
                 })?;
             let raw = marker.repeat(args.image.len());
-            let ids =
-                multimodal_prompt_ids(model, tokenizer, &processed, MultimodalPrompt::Raw(&raw))?;
+            let ids = multimodal_prompt_ids(
+                model,
+                tokenizer,
+                Some(&processed),
+                MultimodalPrompt::Raw(&raw),
+            )?;
             (ids, Some(processed.pixel_values))
         }
         Loaded::Multimodal(_) => (Vec::new(), None),

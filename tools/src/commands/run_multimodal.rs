@@ -43,18 +43,7 @@ pub fn run(args: &Args, dtype: Option<DType>) -> anyhow::Result<()> {
             text: &args.prompt,
         }
     };
-    let prompt_ids = match &processed {
-        Some(p) => multimodal_prompt_ids(&model, &tokenizer, p, prompt)?,
-        None => {
-            let empty = iris_models::image::Processed {
-                pixel_values: iris_runtime::Tensor::zeros(DType::F32, [0, 3, 1, 1]),
-                pixel_attention_mask: None,
-                tiles_per_image: Vec::new(),
-                rows_cols: Vec::new(),
-            };
-            multimodal_prompt_ids(&model, &tokenizer, &empty, prompt)?
-        }
-    };
+    let prompt_ids = multimodal_prompt_ids(&model, &tokenizer, processed.as_ref(), prompt)?;
     let context = args
         .context
         .unwrap_or(model.llm.config.max_position_embeddings.min(4096));
