@@ -10,56 +10,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::iris_bin;
+use common::{iris_bin, tiny_llava_with_tokenizer};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tiny_llava_with_tokenizer() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let src = root().join("fixtures/tiny-llava");
-    for f in ["config.json", "generation_config.json", "model.safetensors"] {
-        fs::copy(src.join(f), dir.path().join(f)).unwrap();
-    }
-    // Ids 0..699 are words `w0`..`w698`, 699 is `<image>` (the config's image_token_index).
-    let mut vocab = serde_json::Map::new();
-    for i in 0..699 {
-        vocab.insert(format!("w{i}"), i.into());
-    }
-    vocab.insert("<unk>".into(), 0.into());
-    vocab.insert("<image>".into(), 699.into());
-    let tokenizer = serde_json::json!({
-        "version": "1.0",
-        "added_tokens": [{"id": 699, "content": "<image>", "single_word": false, "lstrip": false,
-                          "rstrip": false, "normalized": false, "special": true}],
-        "normalizer": null,
-        "pre_tokenizer": {"type": "Whitespace"},
-        "post_processor": null,
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
-    });
-    fs::write(dir.path().join("tokenizer.json"), tokenizer.to_string()).unwrap();
-    let template = "{% for m in messages %}{% if m.content is string %}{{ m.content }}{% else %}\
-        {% for p in m.content %}{% if p.type == 'image' %}<image> {% else %}{{ p.text }}{% endif %}{% endfor %}\
-        {% endif %} {% endfor %}{% if add_generation_prompt %}w1{% endif %}";
-    let config = serde_json::json!({"chat_template": template, "unk_token": "<unk>"});
-    fs::write(dir.path().join("tokenizer_config.json"), config.to_string()).unwrap();
-    let mut processor: serde_json::Value = serde_json::from_str(
-        &fs::read_to_string(
-            root().join("fixtures/images/configs/clip_small/preprocessor_config.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    processor["size"] = serde_json::json!({"shortest_edge": 30});
-    processor["crop_size"] = 30.into();
-    fs::write(
-        dir.path().join("preprocessor_config.json"),
-        processor.to_string(),
-    )
-    .unwrap();
-    dir
 }
 
 fn iris(model: &Path, extra: &[&str]) -> Output {

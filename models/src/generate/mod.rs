@@ -61,21 +61,31 @@ pub struct GenerationOutput {
     pub timings: Timings,
 }
 
-/// One decode step on a compiled decode graph: writes the token, its position and the
-/// cache length, runs, and reads the next logits into `logits`. No allocation.
+/// One decode step on a compiled decode graph: checks the KV cache has a free row, writes
+/// the token, its position and the cache length, runs, reads the next logits into `logits`
+/// and counts the token as cached. No allocation.
 pub(crate) fn decode_step<B: Backend>(
     decode: &mut Executor<B>,
     backend: &mut B,
     token: u32,
-    position: usize,
+    cached: &mut usize,
+    max_context: usize,
     logits: &mut [f32],
 ) -> Result<(), ModelError> {
-    let position = position as i64;
+    if *cached >= max_context {
+        return Err(ModelError::PromptTooLong {
+            prompt: *cached,
+            new: 1,
+            context: max_context,
+        });
+    }
+    let position = *cached as i64;
     decode.write_input_bytes(backend, "input_ids", &(token as i64).to_le_bytes())?;
     decode.write_input_bytes(backend, "positions", &position.to_le_bytes())?;
     decode.write_input_bytes(backend, "past_len", &position.to_le_bytes())?;
     decode.execute(backend)?;
     decode.read_into(backend, "logits", bytemuck::cast_slice_mut(logits))?;
+    *cached += 1;
     Ok(())
 }
 
@@ -275,21 +285,14 @@ impl<B: Backend> TextSession<B> {
 
     /// One decode step for `token`; returns the next logits. No allocation.
     pub fn step(&mut self, token: u32) -> Result<&[f32], ModelError> {
-        if self.cached >= self.max_context {
-            return Err(ModelError::PromptTooLong {
-                prompt: self.cached,
-                new: 1,
-                context: self.max_context,
-            });
-        }
         decode_step(
             &mut self.decode,
             &mut self.backend,
             token,
-            self.cached,
+            &mut self.cached,
+            self.max_context,
             &mut self.logits,
         )?;
-        self.cached += 1;
         Ok(&self.logits)
     }
 

@@ -223,21 +223,14 @@ impl<B: Backend> MultimodalSession<B> {
 
     /// One decode step for a text `token`; returns the next logits. No allocation.
     pub fn step(&mut self, token: u32) -> Result<&[f32], ModelError> {
-        if self.cached >= self.max_context {
-            return Err(ModelError::PromptTooLong {
-                prompt: self.cached,
-                new: 1,
-                context: self.max_context,
-            });
-        }
         decode_step(
             &mut self.decode,
             &mut self.backend,
             token,
-            self.cached,
+            &mut self.cached,
+            self.max_context,
             &mut self.logits,
         )?;
-        self.cached += 1;
         Ok(&self.logits)
     }
 
