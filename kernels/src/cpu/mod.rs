@@ -9,6 +9,7 @@ pub mod bench;
 pub mod gemm;
 pub mod gemv;
 pub mod isa;
+pub mod patch_embed;
 pub mod reference;
 pub mod rowops;
 pub(crate) mod simd;

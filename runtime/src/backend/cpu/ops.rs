@@ -7,7 +7,7 @@
 use half::{bf16, f16};
 use iris_kernels::cpu::reference as kernel;
 use iris_kernels::cpu::reference::{AttentionParams, Conv2dParams, KvStrides};
-use iris_kernels::cpu::{attention as fast_attention, gemm, isa::Isa, rowops};
+use iris_kernels::cpu::{attention as fast_attention, gemm, isa::Isa, patch_embed, rowops};
 use iris_kernels::WeightSlice;
 
 use super::{CpuKernels, CpuSlot};
@@ -353,13 +353,17 @@ pub(super) fn execute(
                 } else {
                     None
                 };
-                kernel::conv2d(
+                let (x, w, out) = (
                     view(&inputs[0])?,
                     weight_view(&inputs[1])?,
-                    bias,
-                    &params,
                     view_mut(output)?,
                 );
+                match kernels {
+                    CpuKernels::Fast(isa) if patch_embed::applies(&params) => {
+                        patch_embed::patch_embed(isa, x, w, bias, &params, out)
+                    }
+                    _ => kernel::conv2d(x, w, bias, &params, out),
+                }
             }
             Op::PixelShuffle { scale } => {
                 let d = dims(&inputs[0]);
