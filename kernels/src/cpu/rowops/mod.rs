@@ -26,6 +26,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
+mod sigmoid_gated;
+
 use rayon::prelude::*;
 
 use crate::cpu::isa::Isa;
@@ -35,6 +37,8 @@ use crate::WeightSlice;
 
 /// Elements below which a call stays on the calling thread.
 const PAR_MIN: usize = 1 << 15;
+
+pub use sigmoid_gated::{gelu_tanh, quick_gelu, silu};
 
 type Unary = unsafe fn(*const f32, *mut f32, usize);
 type Binary = unsafe fn(*const f32, *const f32, *mut f32, usize);

@@ -264,9 +264,11 @@ pub(super) fn execute(
                 );
             }
             Op::Gelu(GeluKind::Erf) => kernel::gelu_erf(view(&inputs[0])?, view_mut(output)?),
-            Op::Gelu(GeluKind::Tanh) => kernel::gelu_tanh(view(&inputs[0])?, view_mut(output)?),
-            Op::QuickGelu => kernel::quick_gelu(view(&inputs[0])?, view_mut(output)?),
-            Op::Silu => kernel::silu(view(&inputs[0])?, view_mut(output)?),
+            Op::Gelu(GeluKind::Tanh) => {
+                rowops::gelu_tanh(row_isa, view(&inputs[0])?, view_mut(output)?)
+            }
+            Op::QuickGelu => rowops::quick_gelu(row_isa, view(&inputs[0])?, view_mut(output)?),
+            Op::Silu => rowops::silu(row_isa, view(&inputs[0])?, view_mut(output)?),
             Op::SiluMul => rowops::silu_mul(
                 row_isa,
                 view(&inputs[0])?,
