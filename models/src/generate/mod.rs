@@ -204,7 +204,7 @@ impl<B: Backend> TextSession<B> {
         if prompt == 0 {
             return Err(ModelError::Invalid("the prompt has no tokens".into()));
         }
-        if prompt >= self.max_context || self.cached + prompt >= self.max_context {
+        if self.cached + prompt >= self.max_context {
             return Err(ModelError::PromptTooLong {
                 prompt: self.cached + prompt,
                 new,
@@ -225,14 +225,18 @@ impl<B: Backend> TextSession<B> {
         ])
     }
 
-    /// Runs `tokens` through the model after what is cached, returning the logits of every
-    /// position ([1, T, V]). Used by `iris check`.
-    pub fn forward_all(&mut self, tokens: &[u32]) -> Result<Tensor, ModelError> {
+    /// Compiles a graph for `tokens` after what is cached, runs it and counts the tokens as
+    /// cached; the caller reads the logits from the returned executor.
+    fn run_prompt(
+        &mut self,
+        tokens: &[u32],
+        logits: LogitsMode,
+    ) -> Result<Executor<B>, ModelError> {
         self.check_fits(tokens.len(), 0)?;
         let shape = PhaseShape {
             seq_len: tokens.len(),
             max_context: self.max_context,
-            logits: LogitsMode::All,
+            logits,
         };
         let mut exec = Executor::new(
             &mut self.backend,
@@ -249,32 +253,19 @@ impl<B: Backend> TextSession<B> {
             ],
         )?;
         self.cached += tokens.len();
+        Ok(exec)
+    }
+
+    /// Runs `tokens` through the model after what is cached, returning the logits of every
+    /// position ([1, T, V]). Used by `iris check`.
+    pub fn forward_all(&mut self, tokens: &[u32]) -> Result<Tensor, ModelError> {
+        let exec = self.run_prompt(tokens, LogitsMode::All)?;
         Ok(exec.read(&mut self.backend, "logits")?)
     }
 
     /// Prefills `tokens` after what is cached; returns the last position's logits.
     pub fn prefill(&mut self, tokens: &[u32]) -> Result<&[f32], ModelError> {
-        self.check_fits(tokens.len(), 0)?;
-        let shape = PhaseShape {
-            seq_len: tokens.len(),
-            max_context: self.max_context,
-            logits: LogitsMode::Last,
-        };
-        let mut exec = Executor::new(
-            &mut self.backend,
-            self.model.build_graph(shape)?,
-            ExecutorOptions::default(),
-        )?;
-        let [ids, positions, past] = self.prompt_inputs(tokens)?;
-        exec.run(
-            &mut self.backend,
-            &[
-                ("input_ids", &ids),
-                ("positions", &positions),
-                ("past_len", &past),
-            ],
-        )?;
-        self.cached += tokens.len();
+        let exec = self.run_prompt(tokens, LogitsMode::Last)?;
         exec.read_into(
             &mut self.backend,
             "logits",
