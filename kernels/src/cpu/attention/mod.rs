@@ -20,6 +20,7 @@ mod avx512;
 use rayon::prelude::*;
 
 use crate::cpu::isa::Isa;
+use crate::cpu::reference::attention::check_operands;
 use crate::cpu::reference::{AttentionParams, KvStrides};
 use crate::cpu::simd::SendPtr;
 
@@ -134,41 +135,8 @@ pub fn attention(
         scale,
         causal,
     } = *p;
-    let q_size = batch * q_len * n_heads * head_dim;
-    assert_eq!(
-        q.len(),
-        q_size,
-        "attention: q must be [B, q_len, n_heads, head_dim]"
-    );
-    assert_eq!(
-        out.len(),
-        q_size,
-        "attention: out must be [B, q_len, n_heads, head_dim]"
-    );
-    if let Some(m) = mask {
-        assert_eq!(
-            m.len(),
-            batch * q_len * kv_len,
-            "attention: mask must be [B, q_len, kv_len]"
-        );
-    }
-    if q_size == 0 {
+    if !check_operands(q, k, v, kv, mask, p, out) {
         return;
-    }
-    assert!(
-        n_heads.checked_rem(n_kv_heads) == Some(0),
-        "attention: n_heads = {n_heads} is not a multiple of n_kv_heads = {n_kv_heads}"
-    );
-    if kv_len > 0 {
-        let last = (batch - 1) * kv.batch + (n_kv_heads - 1) * kv.head + (kv_len - 1) * kv.pos;
-        assert!(
-            last + head_dim <= k.len(),
-            "attention: k is too short for its strides"
-        );
-        assert!(
-            last + head_dim <= v.len(),
-            "attention: v is too short for its strides"
-        );
     }
     let group = n_heads / n_kv_heads;
     let chunks = q_len.div_ceil(Q_CHUNK);

@@ -56,16 +56,18 @@ impl KvStrides {
     }
 }
 
-/// `out = softmax(scale * q k^T + mask [+ causal]) v`, per batch and query head.
-pub fn attention(
+/// Checks the operand sizes of an attention call (panicking with a message on a programming
+/// error) and returns whether there is any work (false for an empty q). Shared by every
+/// attention kernel so they accept exactly the same inputs.
+pub fn check_operands(
     q: &[f32],
     k: &[f32],
     v: &[f32],
     kv: KvStrides,
     mask: Option<&[f32]>,
     p: &AttentionParams,
-    out: &mut [f32],
-) {
+    out: &[f32],
+) -> bool {
     let AttentionParams {
         batch,
         q_len,
@@ -73,8 +75,7 @@ pub fn attention(
         n_heads,
         n_kv_heads,
         head_dim,
-        scale,
-        causal,
+        ..
     } = *p;
     let q_size = batch * q_len * n_heads * head_dim;
     assert_eq!(
@@ -95,7 +96,7 @@ pub fn attention(
         );
     }
     if q_size == 0 {
-        return;
+        return false;
     }
     assert!(
         n_heads.checked_rem(n_kv_heads) == Some(0),
@@ -112,6 +113,32 @@ pub fn attention(
             last + head_dim <= v.len(),
             "attention: v is too short for its strides"
         );
+    }
+    true
+}
+
+/// `out = softmax(scale * q k^T + mask [+ causal]) v`, per batch and query head.
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    kv: KvStrides,
+    mask: Option<&[f32]>,
+    p: &AttentionParams,
+    out: &mut [f32],
+) {
+    let AttentionParams {
+        batch,
+        q_len,
+        kv_len,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        scale,
+        causal,
+    } = *p;
+    if !check_operands(q, k, v, kv, mask, p, out) {
+        return;
     }
     let group = n_heads / n_kv_heads;
     let scale = scale as f64;
