@@ -2,79 +2,15 @@
 //! (scripts/make_multimodal_fixtures.py): image features and logits for one and two images,
 //! 32 greedy tokens, bf16 weights, both weight-name layouts, and the image-token count check.
 
-use std::path::{Path, PathBuf};
+mod multimodal_support;
+
+use multimodal_support::{check, check_greedy, fixture};
 use std::sync::Arc;
 
-use iris_models::check_multimodal::{check_model, check_multimodal_model};
-use iris_models::generate::{GenerationConfig, SamplingParams};
+use iris_models::check_multimodal::check_model;
 use iris_models::pipeline::{MultimodalModel, MultimodalSession};
 use iris_runtime::backend::cpu::CpuBackend;
 use iris_runtime::safetensors::WeightStore;
-use serde_json::Value;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-}
-
-fn check(dir: &Path, reference: &str, threshold: f64, suffix: &str) {
-    let model = Arc::new(MultimodalModel::load(dir, None).unwrap());
-    let report = check_multimodal_model(
-        &model,
-        CpuBackend::new(),
-        &dir.join(reference),
-        Some(threshold),
-        suffix,
-    )
-    .unwrap();
-    assert_eq!(report.len(), 2, "image_features and logits are compared");
-    for c in &report {
-        println!(
-            "{} {reference}{suffix}: {} nmse {:.3e} max abs {:.3e} cosine {:.9}",
-            dir.file_name().unwrap().to_string_lossy(),
-            c.name,
-            c.nmse,
-            c.max_abs_error,
-            c.cosine
-        );
-        assert!(
-            c.passed,
-            "{}: nmse {:.3e} > {threshold:.0e}",
-            c.name, c.nmse
-        );
-    }
-}
-
-fn check_greedy(dir: &Path) {
-    let text = std::fs::read_to_string(dir.join("greedy.json")).unwrap();
-    let json: Value = serde_json::from_str(&text).unwrap();
-    let ids = |key: &str| -> Vec<u32> {
-        json[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect()
-    };
-    let (prompt, expected) = (ids("input_ids"), ids("output_ids"));
-    let store = WeightStore::open(dir.join("reference.safetensors")).unwrap();
-    let pixels = store.get("pixel_values").unwrap();
-    let model = Arc::new(MultimodalModel::load(dir, None).unwrap());
-    let mut session = MultimodalSession::new(model, CpuBackend::new(), 128).unwrap();
-    let config = GenerationConfig {
-        max_new_tokens: expected.len(),
-        sampling: SamplingParams::default(),
-        eos_token_ids: Vec::new(),
-    };
-    let out = session
-        .generate(&prompt, Some(&pixels), &config, |_| true)
-        .unwrap();
-    assert_eq!(
-        out.generation.tokens, expected,
-        "greedy tokens differ from transformers"
-    );
-}
 
 #[test]
 fn llava_f32_one_image() {
