@@ -157,12 +157,80 @@ fn row_ops(c: &mut Criterion) {
     group.finish();
 }
 
+/// The other row ops and copies at model shapes, every level (scalar = the reference):
+/// softmax and the embedding gather at SmolLM2 prefill (512 tokens of 576), LayerNorm at
+/// CLIP ViT-L (577 x 1024), exact GELU at the LLaVA projector (577 x 4096), the prefill's
+/// KV-cache write (512 tokens, 3 heads of 64) and greedy argmax over a 49152 vocabulary.
+fn row_ops_more(c: &mut Criterion) {
+    let mut rng = Rng::new(4);
+    let bf = |v: Vec<f32>| -> Vec<bf16> { v.into_iter().map(bf16::from_f32).collect() };
+    let (rows, dim) = (512usize, 576usize);
+    let scores = rng.vec(rows * dim, -8.0, 8.0);
+    let (vocab, ids) = (
+        8192usize,
+        (0..rows as i64).map(|i| i * 37 % 8192).collect::<Vec<_>>(),
+    );
+    let table = bf(rng.vec(vocab * dim, -1.0, 1.0));
+    let (tokens, width) = (577usize, 1024usize);
+    let vit = rng.vec(tokens * width, -3.0, 3.0);
+    let (ln_w, ln_b) = (bf(rng.vec(width, 0.5, 1.5)), bf(rng.vec(width, -0.5, 0.5)));
+    let mlp = rng.vec(tokens * 4096, -4.0, 4.0);
+    let (kv_heads, head_dim, max_seq) = (3usize, 64usize, 1024usize);
+    let new_kv = rng.vec(rows * kv_heads * head_dim, -1.0, 1.0);
+    let mut cache = vec![0.0f32; kv_heads * max_seq * head_dim];
+    let logits = rng.vec(49152, -10.0, 10.0);
+    let mut out = vec![0.0; tokens * 4096];
+    let mut next = [0i64; 1];
+    let mut group = c.benchmark_group("rowops");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(1));
+    for level in isa::Isa::available() {
+        group.throughput(Throughput::Bytes((rows * dim * 8) as u64));
+        group.bench_function(format!("{level}/softmax/{rows}x{dim}"), |b| {
+            b.iter(|| rowops::softmax(level, &scores, dim, &mut out[..rows * dim]))
+        });
+        group.throughput(Throughput::Bytes((rows * dim * 6) as u64));
+        group.bench_function(format!("{level}/embedding_bf16/{rows}x{dim}"), |b| {
+            let t = WeightSlice::BF16(&table);
+            b.iter(|| rowops::embedding(level, &ids, t, dim, &mut out[..rows * dim]).unwrap())
+        });
+        group.throughput(Throughput::Bytes((tokens * width * 8) as u64));
+        group.bench_function(format!("{level}/layer_norm_bf16w/{tokens}x{width}"), |b| {
+            let (w, bias) = (WeightSlice::BF16(&ln_w), Some(WeightSlice::BF16(&ln_b)));
+            let o = &mut out[..tokens * width];
+            b.iter(|| rowops::layer_norm(level, &vit, w, bias, 1e-5, width, o))
+        });
+        group.throughput(Throughput::Bytes((tokens * 4096 * 8) as u64));
+        group.bench_function(format!("{level}/gelu_erf/{tokens}x4096"), |b| {
+            b.iter(|| rowops::gelu_erf(level, &mlp, &mut out))
+        });
+        group.throughput(Throughput::Bytes((new_kv.len() * 8) as u64));
+        group.bench_function(
+            format!("{level}/kv_write/{rows}x{kv_heads}x{head_dim}"),
+            |b| {
+                let (h, d, s) = (kv_heads, head_dim, max_seq);
+                b.iter(|| match level {
+                    isa::Isa::Scalar => kernel::kv_write(&mut cache, &new_kv, 1, rows, h, d, s, 7),
+                    _ => rowops::kv_write(&mut cache, &new_kv, 1, rows, h, d, s, 7),
+                })
+            },
+        );
+        group.throughput(Throughput::Bytes((logits.len() * 4) as u64));
+        group.bench_function(format!("{level}/argmax/1x{}", logits.len()), |b| {
+            b.iter(|| rowops::argmax(level, &logits, logits.len(), &mut next))
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     matmul,
     attention_bench,
     reference_matmul,
     rms_norm,
-    row_ops
+    row_ops,
+    row_ops_more
 );
 criterion_main!(benches);

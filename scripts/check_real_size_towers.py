@@ -13,9 +13,12 @@ same folders through an ignored test (models/tests/multimodal_real_size.rs):
 
 Run from the repository root (about 1.5 GB of disk under the output folder, a few minutes):
 
-    python3 scripts/check_real_size_towers.py [OUT_DIR]
+    python3 scripts/check_real_size_towers.py [OUT_DIR] [--bf16]
 
 It prints, per tower, PyTorch's latency (median of 3) next to iris' NMSE and latency.
+With --bf16 it also times PyTorch with the weights and pixels cast to bf16, then runs iris
+with bf16 weights twice: f32 compute (default) and bf16 compute (IRIS_BF16_DOT=1); NMSE is
+against the f32 reference in every case.
 """
 
 import os
@@ -75,7 +78,9 @@ def features(model, pixels):
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "real-size-towers")
+    args = [a for a in sys.argv[1:] if a != "--bf16"]
+    bf16 = "--bf16" in sys.argv[1:]
+    out = args[0] if args else os.path.join(ROOT, "target", "real-size-towers")
     torch.manual_seed(0)
     for name, make in [("clip-vit-l-14-336", clip_l_336), ("siglip-base-512", siglip_base_512)]:
         model, pixels = make()
@@ -90,14 +95,29 @@ def main():
             times.append(time.perf_counter() - start)
         save_file({"pixel_values": pixels.contiguous(), "image_features": feats.float().contiguous()},
                   os.path.join(folder, "reference.safetensors"))
-        print(f"{name}: pytorch (2 threads) {sorted(times)[1] * 1e3:.1f} ms, image_features {list(feats.shape)}")
+        print(f"{name}: pytorch f32 (2 threads) {sorted(times)[1] * 1e3:.1f} ms, image_features {list(feats.shape)}")
+        if bf16:
+            model = model.to(torch.bfloat16)
+            pixels_bf16 = pixels.to(torch.bfloat16)
+            features(model, pixels_bf16)  # warm-up: oneDNN primitive creation
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                features(model, pixels_bf16)
+                times.append(time.perf_counter() - start)
+            print(f"{name}: pytorch bf16 (2 threads) {sorted(times)[1] * 1e3:.1f} ms")
         del model
-    env = dict(os.environ, IRIS_REAL_TOWERS=out, RAYON_NUM_THREADS="2")
-    subprocess.run(
-        ["cargo", "test", "--release", "-p", "iris-models", "--test", "multimodal_real_size", "--",
-         "--ignored", "--nocapture"],
-        cwd=ROOT, env=env, check=True,
-    )
+    runs = [{}]
+    if bf16:
+        runs += [{"IRIS_REAL_TOWERS_DTYPE": "bf16"}, {"IRIS_REAL_TOWERS_DTYPE": "bf16", "IRIS_BF16_DOT": "1"}]
+    for extra in runs:
+        env = dict(os.environ, IRIS_REAL_TOWERS=out, RAYON_NUM_THREADS="2", **extra)
+        print(f"iris {extra or 'f32'}:", flush=True)
+        subprocess.run(
+            ["cargo", "test", "--release", "-p", "iris-models", "--test", "multimodal_real_size", "--",
+             "--ignored", "--nocapture"],
+            cwd=ROOT, env=env, check=True,
+        )
 
 
 if __name__ == "__main__":

@@ -271,8 +271,15 @@ fn check_matmul(
         DType::F32 => (WeightSlice::F32(&w), WeightSlice::F32(&b)),
         _ => (WeightSlice::BF16(&w_bf16), WeightSlice::BF16(&b_bf16)),
     };
+    // bf16 weights run in bf16 compute on the GPU (activations rounded to bf16, as PyTorch's
+    // bf16 matmul): the reference gets the same rounded activations, so only the summation
+    // order differs.
+    let x_ref: Vec<f32> = match weight_dtype {
+        DType::F32 => x.clone(),
+        _ => x.iter().map(|&v| bf16::from_f32(v).to_f32()).collect(),
+    };
     let mut expected = vec![0.0; m * n];
-    reference::matmul(&x, w_ref, bias.then_some(b_ref), m, n, k, &mut expected);
+    reference::matmul(&x_ref, w_ref, bias.then_some(b_ref), m, n, k, &mut expected);
 
     let mut out_dims = x_dims[..x_dims.len() - 1].to_vec();
     out_dims.push(n);

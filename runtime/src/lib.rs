@@ -10,6 +10,7 @@ pub mod op_cases;
 pub mod safetensors;
 pub mod storage;
 pub mod tensor;
+pub mod threads;
 
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};

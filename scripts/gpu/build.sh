@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# Builds, here (no CUDA needed), the test binaries the GPU machine runs, and puts them,
-# stripped, in .gpu/ (git-ignored) for scripts/gpu/run_cuda_tests.sh:
+# Builds, here (no CUDA needed), the binaries the GPU machine runs, and puts them, stripped,
+# in .gpu/ (git-ignored):
 #   .gpu/cuda_ops   tests/cuda_ops.rs: every CUDA kernel against the CPU reference
+#                   (scripts/gpu/run_cuda_tests.sh runs every executable directly in .gpu/)
+#   .gpu/bin/iris   the release `iris` with `--features cuda`, for scripts/gpu/bench_kernels.sh;
+#                   in a subfolder so run_cuda_tests.sh does not take it for a test binary
+#   .gpu/bin/BUILD  the commit it was built from (with "+dirty" for uncommitted changes)
 # The device machine has no Rust toolchain; name .gpu in the device call's `carry`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-OUT_DIR=.gpu
-TESTS=(cuda_ops)
+OUT_DIR=${IRIS_GPU_DIR:-.gpu} # another folder only to try this script without touching .gpu
+TESTS=(cuda_ops cuda_gemm cuda_attention cuda_graph)
+# Everything in .gpu travels with the device call, which carries 64 MiB at most.
+MAX_BYTES=$((64 << 20))
 
-rm -rf "$OUT_DIR"
-mkdir -p "$OUT_DIR"
-for test in "${TESTS[@]}"; do
-    # The JSON messages name the test executable cargo built.
-    exe=$(cargo test --release --features cuda --no-run --test "$test" --message-format=json \
-        | python3 -c '
+# Reads cargo's JSON messages on stdin and prints the executable built for target $1.
+executable() {
+    python3 -c '
 import json, sys
 for line in sys.stdin:
     try:
@@ -23,7 +26,14 @@ for line in sys.stdin:
         continue
     if msg.get("reason") == "compiler-artifact" and msg.get("executable") and msg["target"]["name"] == sys.argv[1]:
         print(msg["executable"])
-' "$test" | tail -1)
+' "$1" | tail -1
+}
+
+rm -rf "$OUT_DIR"
+mkdir -p "$OUT_DIR/bin"
+for test in "${TESTS[@]}"; do
+    exe=$(cargo test --release --features cuda --no-run --test "$test" --message-format=json \
+        | executable "$test")
     if [[ -z "$exe" || ! -x "$exe" ]]; then
         echo "error: no executable built for test $test" >&2
         exit 1
@@ -31,5 +41,26 @@ for line in sys.stdin:
     cp "$exe" "$OUT_DIR/$test"
     strip "$OUT_DIR/$test"
 done
-ls -l "$OUT_DIR"
-du -ch "$OUT_DIR"/* | tail -1
+
+exe=$(cargo build --release -p iris-cli --features cuda --bin iris --message-format=json \
+    | executable iris)
+if [[ -z "$exe" || ! -x "$exe" ]]; then
+    echo "error: no executable built for the iris binary" >&2
+    exit 1
+fi
+cp "$exe" "$OUT_DIR/bin/iris"
+strip "$OUT_DIR/bin/iris"
+dirty=""
+if [[ -n $(git status --porcelain) ]]; then
+    dirty="+dirty"
+fi
+echo "$(git rev-parse --short HEAD)$dirty, built $(date -u '+%Y-%m-%d %H:%M UTC')" \
+    >"$OUT_DIR/bin/BUILD"
+
+ls -lR "$OUT_DIR"
+total=$(du -sb "$OUT_DIR" | cut -f1)
+echo "total: $total bytes"
+if (( total > MAX_BYTES )); then
+    echo "error: $OUT_DIR holds $total bytes, more than the 64 MiB a device call carries" >&2
+    exit 1
+fi

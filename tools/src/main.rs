@@ -14,12 +14,19 @@ use clap::Parser;
     about = "A tensor runtime for multimodal models"
 )]
 struct Cli {
+    /// CPU threads for the kernels (default: IRIS_THREADS, else one per CPU)
+    #[arg(long, global = true)]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: commands::Command,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(err) = iris_runtime::threads::init_threads(cli.threads) {
+        eprintln!("error: {err}");
+        return ExitCode::FAILURE;
+    }
     match cli.command.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -221,7 +221,7 @@ pub const MATMUL_SHAPES: [(usize, usize, usize); 8] = [
     (512, 576, 576),
     (512, 1536, 576),
     (577, 4096, 1024),
-    (1024, 1024, 1024),
+    (2048, 2048, 2048),
 ];
 
 /// Times `matmul` at `isa` with f32 or bf16 weights.
@@ -254,6 +254,46 @@ pub fn bench_matmul(
             Bound::Compute
         },
     }
+}
+
+/// Times the GEMM over weights packed once (`gemm::packed`, AVX-512) with f32 or bf16
+/// weights at `precision`; `None` where the CPU or the weights do not allow it.
+#[cfg(target_arch = "x86_64")]
+pub fn bench_matmul_packed(
+    (m, n, k): (usize, usize, usize),
+    bf16_weights: bool,
+    precision: gemm::packed::Precision,
+    runs: usize,
+) -> Option<Measurement> {
+    use gemm::packed::{PackedWeights, Precision};
+    if !PackedWeights::supported(Isa::Avx512) {
+        return None;
+    }
+    let mut rng = Rng::new(1);
+    let a = rng.vec(m * k, -1.0, 1.0);
+    let w = rng.vec(n * k, -1.0, 1.0);
+    let wb: Vec<bf16> = w.iter().map(|&x| bf16::from_f32(x)).collect();
+    let (ws, label) = match (bf16_weights, precision) {
+        (false, _) => (WeightSlice::F32(&w), "f32 packed"),
+        (true, Precision::F32) => (WeightSlice::BF16(&wb), "bf16 packed"),
+        (true, Precision::Bf16Dot) => (WeightSlice::BF16(&wb), "bf16 dot packed"),
+    };
+    let packed = PackedWeights::pack(ws, n, k)?;
+    if !packed.allows(precision) {
+        return None;
+    }
+    let mut out = vec![0.0f32; m * n];
+    let median_s = median_time(runs, || {
+        gemm::packed::gemm(&a, &packed, &[], m, precision, &mut out)
+    });
+    Some(Measurement {
+        kernel: format!("matmul {label}"),
+        shape: format!("{m}x{n}x{k}"),
+        median_s,
+        flops: (2 * m * n * k) as f64,
+        bytes: (packed.bytes() + 4 * (m * k + m * n)) as f64,
+        bound: Bound::Compute,
+    })
 }
 
 /// Times causal GQA attention: `q_len` queries over `kv_len` keys (the last `q_len`
@@ -302,6 +342,17 @@ pub fn suite(isa: Isa, runs: usize) -> Vec<Measurement> {
     for shape in MATMUL_SHAPES {
         for bf in [false, true] {
             rows.push(bench_matmul(isa, shape, bf, runs));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512 && shape.0 > gemm::GEMV_MAX_M {
+            use gemm::packed::Precision;
+            for (bf, precision) in [
+                (false, Precision::F32),
+                (true, Precision::F32),
+                (true, Precision::Bf16Dot),
+            ] {
+                rows.extend(bench_matmul_packed(shape, bf, precision, runs));
+            }
         }
     }
     rows.push(bench_attention(isa, 512, 512, runs));

@@ -12,4 +12,4 @@ pub mod isa;
 pub mod patch_embed;
 pub mod reference;
 pub mod rowops;
-pub(crate) mod simd;
+pub mod simd;

@@ -1,7 +1,9 @@
 //! CUDA kernels as hand-written PTX text, one kernel per `.ptx` file under `ptx/`, embedded
 //! at compile time and loaded by the runtime's CUDA backend at run time (no nvcc, no NVRTC,
 //! no CUDA needed to build). Every file targets `sm_80` (A100, Ada, H100) with PTX ISA 7.0.
-//! `scripts/check_ptx.sh` assembles each one offline with `ptxas` for sm_80 and sm_90a.
+//! `scripts/check_ptx.sh` assembles each one offline with `ptxas` for sm_80 and sm_90a, and
+//! `scripts/check_ptx_sim.py` runs the tensor-core, cast and attention kernels' PTX on a CPU
+//! interpreter (`scripts/ptx_sim`) against NumPy references, no GPU needed.
 //!
 //! This module knows nothing of cudarc, tensors or device memory: it holds the sources and
 //! the launch shape each kernel expects ([`LaunchDims`], from sizes). Each `.ptx` file's
@@ -23,6 +25,12 @@
 //! | `rope_f32`            | rotate_half RoPE, f64 sin/cos             | [`elementwise_dims`]    |
 //! | `kv_write_f32`        | KV-cache append at device past_len        | [`elementwise_dims`]    |
 //! | `attention_f32`       | one warp per query row, online softmax    | [`attention_dims`]      |
+//! | `flash_attention_d{64,72,80,128}` | prefill attention, bf16 mma, generated | [`flash_attention::flash_attention_dims`] |
+//! | `attention_decode_d{64,128}_r{1,2,4,8}` | split-KV decode over the cache, f32, generated | [`attention_decode::decode_dims`] |
+//! | `attention_decode_combine_f32` | log-sum-exp merge of the decode chunks | [`attention_decode::combine_dims`] |
+//! | `cast_f32_bf16`, `pad_bf16` | rows to bf16 rows zero-padded to 8 | [`cast_dims`]       |
+//! | `gemm_bf16_mma`       | bf16 tensor-core `a @ w^T (+ bias)`, M > 8 | [`gemm_dims`]          |
+//! | `gemv_bf16`           | the same for M <= 8 at memory bandwidth   | [`gemv_dims`]           |
 //!
 //! Kernels that can fail on data (an embedding id out of range, a KV cache overflow) never
 //! trap: they write a code into a small device error flag that the backend checks at every
@@ -30,6 +38,12 @@
 //!
 //! ptxas 12.9 (`-v`): add_f32 16 registers; rms_norm_* 19 (sm_80) / 18 (sm_90a) registers,
 //! 132 B shared; matmul_* 64 (sm_80) / 56 (sm_90a) registers, 8704 B shared; no spills.
+
+pub mod attention_decode;
+pub mod flash_attention;
+pub mod gemm_mma;
+
+pub use gemm_mma::{cast_dims, gemm_dims, gemv_dims};
 
 /// One PTX module: a `.ptx` file and the kernels (`.entry` names) it defines.
 #[derive(Clone, Copy, Debug)]
@@ -236,6 +250,17 @@ pub const MODULES: &[PtxModule] = &[
     ROPE_F32,
     KV_WRITE_F32,
     ATTENTION_F32,
+    flash_attention::FLASH_ATTENTION_D64,
+    flash_attention::FLASH_ATTENTION_D72,
+    flash_attention::FLASH_ATTENTION_D80,
+    flash_attention::FLASH_ATTENTION_D128,
+    attention_decode::ATTENTION_DECODE_D64,
+    attention_decode::ATTENTION_DECODE_D128,
+    attention_decode::ATTENTION_DECODE_COMBINE_F32,
+    gemm_mma::CAST_F32_BF16,
+    gemm_mma::PAD_BF16,
+    gemm_mma::GEMM_BF16_MMA,
+    gemm_mma::GEMV_BF16,
 ];
 
 /// Grid and block of one kernel launch, in CUDA's (x, y, z) order.

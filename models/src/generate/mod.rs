@@ -1,18 +1,22 @@
 //! Text generation over a preallocated KV cache: a prefill graph for the prompt, then one
 //! decode graph, built once and replayed per token with positions and cache length as
-//! data. Tokens are streamed to a callback as they are made.
+//! data (`decode.rs`; a recorded CUDA graph on the GPU). Greedy steps read back only the
+//! chosen id. Tokens are streamed to a callback as they are made.
 
+mod decode;
 pub mod sampling;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iris_runtime::backend::Backend;
-use iris_runtime::graph::{Executor, ExecutorOptions};
+use iris_runtime::graph::{Executor, ExecutorOptions, ReplayState};
 use iris_runtime::Tensor;
 
 use crate::error::ModelError;
 use crate::llm::{LlamaModel, LogitsMode, PhaseShape};
+pub(crate) use decode::DecodeGraph;
+pub use decode::{build_decode_graph, NEXT_TOKEN};
 pub use sampling::{Sampler, SamplingParams};
 
 /// Why generation ended.
@@ -61,41 +65,16 @@ pub struct GenerationOutput {
     pub timings: Timings,
 }
 
-/// One decode step on a compiled decode graph: checks the KV cache has a free row, writes
-/// the token, its position and the cache length, runs, reads the next logits into `logits`
-/// and counts the token as cached. No allocation.
-pub(crate) fn decode_step<B: Backend>(
-    decode: &mut Executor<B>,
-    backend: &mut B,
-    token: u32,
-    cached: &mut usize,
-    max_context: usize,
-    logits: &mut [f32],
-) -> Result<(), ModelError> {
-    if *cached >= max_context {
-        return Err(ModelError::PromptTooLong {
-            prompt: *cached,
-            new: 1,
-            context: max_context,
-        });
-    }
-    let position = *cached as i64;
-    decode.write_input_bytes(backend, "input_ids", &(token as i64).to_le_bytes())?;
-    decode.write_input_bytes(backend, "positions", &position.to_le_bytes())?;
-    decode.write_input_bytes(backend, "past_len", &position.to_le_bytes())?;
-    decode.execute(backend)?;
-    decode.read_into(backend, "logits", bytemuck::cast_slice_mut(logits))?;
-    *cached += 1;
-    Ok(())
-}
-
 /// A session that has prefilled a prompt and can take decode steps.
 pub(crate) trait StepDecoder {
+    /// The last logits read back (the prefill's, or a non-greedy step's).
     fn logits(&self) -> &[f32];
     /// Tokens in the KV cache.
     fn cached(&self) -> usize;
     fn max_context(&self) -> usize;
-    fn decode_one(&mut self, token: u32) -> Result<(), ModelError>;
+    /// Decodes `token`. Greedy: returns the next token (its argmax, computed on the device)
+    /// and reads back nothing else. Otherwise reads the next logits and returns `None`.
+    fn decode_one(&mut self, token: u32, greedy: bool) -> Result<Option<u32>, ModelError>;
 }
 
 /// Samples and decodes after a prefill whose logits are in `session` (started at
@@ -109,8 +88,13 @@ pub(crate) fn sample_until_stop<D: StepDecoder>(
     mut on_token: impl FnMut(u32) -> bool,
 ) -> Result<GenerationOutput, ModelError> {
     let mut sampler = Sampler::new(config.sampling, vocab_size);
+    let greedy = config.sampling.is_greedy();
+    // The decode step's own choice (greedy); `None` means sample from the logits.
+    let mut chosen: Option<u32> = None;
+    // Both vectors sized up front: the decode loop must not allocate.
     let mut timings = Timings {
         prefill,
+        decode_steps: Vec::with_capacity(config.max_new_tokens),
         ..Timings::default()
     };
     let mut tokens = Vec::with_capacity(config.max_new_tokens);
@@ -123,9 +107,12 @@ pub(crate) fn sample_until_stop<D: StepDecoder>(
                 break;
             }
             step_start = Instant::now();
-            session.decode_one(*tokens.last().expect("a token was produced"))?;
+            chosen = session.decode_one(*tokens.last().expect("a token was produced"), greedy)?;
         }
-        let token = sampler.sample(session.logits());
+        let token = match chosen {
+            Some(token) => token,
+            None => sampler.sample(session.logits()),
+        };
         tokens.push(token);
         if i == 0 {
             timings.time_to_first_token = prefill_start.elapsed();
@@ -152,7 +139,7 @@ pub(crate) fn sample_until_stop<D: StepDecoder>(
 pub struct TextSession<B: Backend> {
     model: Arc<LlamaModel>,
     backend: B,
-    decode: Executor<B>,
+    decode: DecodeGraph<B>,
     max_context: usize,
     /// Tokens in the KV cache.
     cached: usize,
@@ -171,16 +158,7 @@ impl<B: Backend> TextSession<B> {
                 "the context must hold at least one token".into(),
             ));
         }
-        let shape = PhaseShape {
-            seq_len: 1,
-            max_context,
-            logits: LogitsMode::Last,
-        };
-        let decode = Executor::new(
-            &mut backend,
-            model.build_graph(shape)?,
-            ExecutorOptions::default(),
-        )?;
+        let decode = DecodeGraph::new(&mut backend, &model, max_context)?;
         let vocab = model.config.vocab_size;
         Ok(TextSession {
             model,
@@ -198,6 +176,11 @@ impl<B: Backend> TextSession<B> {
 
     pub fn max_context(&self) -> usize {
         self.max_context
+    }
+
+    /// Whether decode steps replay a recorded graph (CUDA graphs), and why not.
+    pub fn decode_replay_state(&self) -> &ReplayState {
+        self.decode.replay_state()
     }
 
     fn check_fits(&self, prompt: usize, new: usize) -> Result<(), ModelError> {
@@ -276,8 +259,7 @@ impl<B: Backend> TextSession<B> {
 
     /// One decode step for `token`; returns the next logits. No allocation.
     pub fn step(&mut self, token: u32) -> Result<&[f32], ModelError> {
-        decode_step(
-            &mut self.decode,
+        self.decode.step_logits(
             &mut self.backend,
             token,
             &mut self.cached,
@@ -285,6 +267,13 @@ impl<B: Backend> TextSession<B> {
             &mut self.logits,
         )?;
         Ok(&self.logits)
+    }
+
+    /// One greedy decode step for `token`: returns the next token, read back alone (the
+    /// logits stay on the device). No allocation.
+    pub fn step_greedy(&mut self, token: u32) -> Result<u32, ModelError> {
+        self.decode
+            .step_greedy(&mut self.backend, token, &mut self.cached, self.max_context)
     }
 
     /// Forgets the cached sequence (the cache rows are overwritten by the next prompt).
@@ -320,7 +309,11 @@ impl<B: Backend> StepDecoder for TextSession<B> {
     fn max_context(&self) -> usize {
         self.max_context
     }
-    fn decode_one(&mut self, token: u32) -> Result<(), ModelError> {
-        self.step(token).map(|_| ())
+    fn decode_one(&mut self, token: u32, greedy: bool) -> Result<Option<u32>, ModelError> {
+        if greedy {
+            self.step_greedy(token).map(Some)
+        } else {
+            self.step(token).map(|_| None)
+        }
     }
 }

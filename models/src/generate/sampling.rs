@@ -13,6 +13,13 @@ pub struct SamplingParams {
     pub seed: u64,
 }
 
+impl SamplingParams {
+    /// Temperature 0 (or below): always the most likely token.
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0
+    }
+}
+
 impl Default for SamplingParams {
     fn default() -> Self {
         SamplingParams {
@@ -77,7 +84,7 @@ impl Sampler {
 
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         let p = self.params;
-        if p.temperature <= 0.0 {
+        if p.is_greedy() {
             return argmax(logits);
         }
         self.scratch.clear();

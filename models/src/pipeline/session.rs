@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iris_runtime::backend::Backend;
-use iris_runtime::graph::{Executor, ExecutorOptions};
+use iris_runtime::graph::{Executor, ExecutorOptions, ReplayState};
 use iris_runtime::Tensor;
 
 use super::MultimodalModel;
 use crate::error::ModelError;
 use crate::generate::{
-    decode_step, sample_until_stop, GenerationConfig, GenerationOutput, StepDecoder,
+    sample_until_stop, DecodeGraph, GenerationConfig, GenerationOutput, StepDecoder,
 };
 use crate::llm::{LogitsMode, PhaseShape};
 
@@ -28,7 +28,7 @@ pub struct MultimodalOutput {
 pub struct MultimodalSession<B: Backend> {
     model: Arc<MultimodalModel>,
     backend: B,
-    decode: Executor<B>,
+    decode: DecodeGraph<B>,
     /// The vision graph of the last batch size used.
     vision: Option<(usize, Executor<B>)>,
     max_context: usize,
@@ -48,16 +48,7 @@ impl<B: Backend> MultimodalSession<B> {
                 "the context must hold at least one token".into(),
             ));
         }
-        let shape = PhaseShape {
-            seq_len: 1,
-            max_context,
-            logits: LogitsMode::Last,
-        };
-        let decode = Executor::new(
-            &mut backend,
-            model.llm.build_graph(shape)?,
-            ExecutorOptions::default(),
-        )?;
+        let decode = DecodeGraph::new(&mut backend, &model.llm, max_context)?;
         let vocab = model.llm.config.vocab_size;
         Ok(MultimodalSession {
             model,
@@ -72,6 +63,11 @@ impl<B: Backend> MultimodalSession<B> {
 
     pub fn model(&self) -> &MultimodalModel {
         &self.model
+    }
+
+    /// Whether decode steps replay a recorded graph (CUDA graphs), and why not.
+    pub fn decode_replay_state(&self) -> &ReplayState {
+        self.decode.replay_state()
     }
 
     /// Encodes `pixel_values` f32 [N, C, S, S] (N images for LLaVA, the N tiles of one image
@@ -223,8 +219,7 @@ impl<B: Backend> MultimodalSession<B> {
 
     /// One decode step for a text `token`; returns the next logits. No allocation.
     pub fn step(&mut self, token: u32) -> Result<&[f32], ModelError> {
-        decode_step(
-            &mut self.decode,
+        self.decode.step_logits(
             &mut self.backend,
             token,
             &mut self.cached,
@@ -232,6 +227,12 @@ impl<B: Backend> MultimodalSession<B> {
             &mut self.logits,
         )?;
         Ok(&self.logits)
+    }
+
+    /// One greedy decode step for a text `token`: returns the next token, read back alone.
+    pub fn step_greedy(&mut self, token: u32) -> Result<u32, ModelError> {
+        self.decode
+            .step_greedy(&mut self.backend, token, &mut self.cached, self.max_context)
     }
 
     /// Forgets the cached sequence.
@@ -273,7 +274,11 @@ impl<B: Backend> StepDecoder for MultimodalSession<B> {
     fn max_context(&self) -> usize {
         self.max_context
     }
-    fn decode_one(&mut self, token: u32) -> Result<(), ModelError> {
-        self.step(token).map(|_| ())
+    fn decode_one(&mut self, token: u32, greedy: bool) -> Result<Option<u32>, ModelError> {
+        if greedy {
+            self.step_greedy(token).map(Some)
+        } else {
+            self.step(token).map(|_| None)
+        }
     }
 }

@@ -1,13 +1,16 @@
 //! The Backend trait: what a device must do to run a planned graph. The executor
 //! (`graph/executor.rs`) resolves every graph value to a backend `Slot` (arena range, weight,
-//! or state buffer) and calls `execute` once per node, in order.
+//! or state buffer) and calls `execute` once per node, in order; a backend that can record
+//! (`begin_capture` / `end_capture`, CUDA graphs) lets it record those calls once and replay
+//! them as one launch.
 
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod weight_key;
 
 use crate::dtype::DType;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::Op;
 use crate::layout::Shape;
 use std::sync::Arc;
@@ -83,4 +86,31 @@ pub trait Backend {
     fn synchronize(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// Starts recording: until `end_capture`, `execute` queues its kernels into a recording
+    /// instead of running them, and nothing else may touch the device (no copies, reads,
+    /// allocations or waits). Returns false, having started nothing, when this backend cannot
+    /// record (the default; the CPU): callers then run op by op.
+    fn begin_capture(&mut self) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Ends the recording `begin_capture` started. The recording replays every kernel queued
+    /// since, with the same operands: the same buffers, read with whatever they hold at replay
+    /// time. So a per-run value (a position, the KV length) must be an input the kernels read
+    /// from device memory, and the backend must keep every buffer it named alive and in place
+    /// while the recording lives. On error the backend is no longer recording.
+    fn end_capture(&mut self) -> Result<Box<dyn Recording>> {
+        Err(Error::Unsupported {
+            backend: self.name(),
+            what: "recording kernels for replay".into(),
+        })
+    }
+}
+
+/// A recorded sequence of kernel launches (a CUDA graph) that replays as one launch.
+pub trait Recording: Send {
+    /// Queues one replay behind the work already queued; `Backend::synchronize` waits for it
+    /// and reports kernel errors as after `execute`.
+    fn replay(&self) -> Result<()>;
 }

@@ -1,8 +1,9 @@
 //! Compiling a graph for a backend (weights bound, arena allocated, every operand resolved)
 //! and replaying it. A run writes the inputs and launches one kernel per node: no
-//! allocation, no shape work.
+//! allocation, no shape work. On a backend that records (CUDA graphs), `execute_replayed`
+//! records the launches once and replays them as one.
 
-use crate::backend::{Backend, Operand};
+use crate::backend::{Backend, Operand, Recording};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::graph::builder::{Graph, ValueId, ValueSource};
@@ -18,6 +19,21 @@ pub struct ExecutorOptions {
     pub keep_named: bool,
 }
 
+/// How `Executor::execute_replayed` runs the graph.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplayState {
+    /// Not recorded yet: the next call runs op by op if the graph never ran (so what a
+    /// backend makes on first use, a table or a scratch buffer, exists before recording),
+    /// else records.
+    NotRecorded,
+    /// Every call replays the recording.
+    Recorded,
+    /// The backend does not record (the CPU, or recording turned off): op by op.
+    Unavailable,
+    /// Recording failed with this message: op by op from then on.
+    Failed(String),
+}
+
 struct Step<S> {
     node: usize,
     inputs: Vec<Operand<S>>,
@@ -25,6 +41,11 @@ struct Step<S> {
 }
 
 pub struct Executor<B: Backend> {
+    // First: the recording names the slots' buffers, so it goes before them.
+    recording: Option<Box<dyn Recording>>,
+    replay: ReplayState,
+    /// Completed op-by-op runs.
+    runs: usize,
     graph: Graph,
     plan: Plan,
     slots: Vec<B::Slot>,
@@ -60,7 +81,9 @@ impl<B: Backend> Executor<B> {
             let slot = match plan.placements[i] {
                 Placement::Arena { offset, .. } => backend.sub_slot(&arena, offset, bytes),
                 Placement::Weight => match &value.source {
-                    ValueSource::Weight(tensor) => backend.weight(tensor)?,
+                    ValueSource::Weight(tensor) => backend
+                        .weight(tensor)
+                        .map_err(|e| name_weight_error(value.name.as_deref(), e))?,
                     _ => unreachable!("weight placement for a non-weight"),
                 },
                 Placement::State => {
@@ -91,6 +114,9 @@ impl<B: Backend> Executor<B> {
             .collect();
         let written = vec![false; graph.values.len()];
         Ok(Executor {
+            recording: None,
+            replay: ReplayState::NotRecorded,
+            runs: 0,
             graph,
             plan,
             slots,
@@ -180,16 +206,71 @@ impl<B: Backend> Executor<B> {
     /// Runs all nodes over the inputs written so far (every input must have been written
     /// at least once; later runs may rewrite only the ones that change).
     pub fn execute(&mut self, backend: &mut B) -> Result<()> {
+        self.check_inputs_written()?;
+        self.queue_steps(backend)?;
+        backend.synchronize()?;
+        self.runs += 1;
+        Ok(())
+    }
+
+    /// `execute` as one recorded launch where the backend records (CUDA graphs): a graph
+    /// that never ran runs op by op, the next call records and replays, later calls only
+    /// replay. Inputs are written before each call as for `execute`; those copies are not
+    /// part of the recording. Where the backend does not record, or recording fails, it runs
+    /// op by op (`replay_state` says which and why).
+    pub fn execute_replayed(&mut self, backend: &mut B) -> Result<()> {
+        self.check_inputs_written()?;
+        if let Some(recording) = &self.recording {
+            recording.replay()?;
+            return backend.synchronize();
+        }
+        if self.replay != ReplayState::NotRecorded || self.runs == 0 {
+            return self.execute(backend);
+        }
+        if !backend.begin_capture()? {
+            self.replay = ReplayState::Unavailable;
+            return self.execute(backend);
+        }
+        let queued = self.queue_steps(backend);
+        // Always ended, so a failed op leaves the backend out of recording mode.
+        let ended = backend.end_capture();
+        let recording = match (queued, ended) {
+            (Ok(()), Ok(recording)) => recording,
+            (Err(e), _) | (Ok(()), Err(e)) => {
+                self.replay = ReplayState::Failed(e.to_string());
+                return self.execute(backend);
+            }
+        };
+        if let Err(e) = recording.replay() {
+            self.replay = ReplayState::Failed(e.to_string());
+            return Err(e);
+        }
+        self.recording = Some(recording);
+        self.replay = ReplayState::Recorded;
+        backend.synchronize()
+    }
+
+    /// Whether `execute_replayed` replays a recording, and why not.
+    pub fn replay_state(&self) -> &ReplayState {
+        &self.replay
+    }
+
+    fn check_inputs_written(&self) -> Result<()> {
         for (id, value) in self.graph.inputs() {
             if !self.written[id.0] {
                 return Err(Error::MissingInput(value.name.clone().unwrap_or_default()));
             }
         }
+        Ok(())
+    }
+
+    /// Hands every node to the backend, in order, without waiting.
+    fn queue_steps(&self, backend: &mut B) -> Result<()> {
         for step in &self.steps {
             let op = &self.graph.nodes[step.node].op;
             backend.execute(op, &step.inputs, &step.output)?;
         }
-        backend.synchronize()
+        Ok(())
     }
 
     /// Copies a readable value (see `read`) into `out`, whose length must be the value's
@@ -245,6 +326,15 @@ impl<B: Backend> Executor<B> {
             .iter()
             .map(|(name, _)| Ok((name.clone(), self.read(backend, name)?)))
             .collect()
+    }
+}
+
+/// A device error while binding a weight (out of memory, most often), with the weight's
+/// graph name put in front; other errors already name what they are about.
+fn name_weight_error(name: Option<&str>, error: Error) -> Error {
+    match (name, error) {
+        (Some(name), Error::Cuda(message)) => Error::Cuda(format!("weight `{name}`: {message}")),
+        (_, error) => error,
     }
 }
 

@@ -9,6 +9,6 @@ mod planner;
 mod shape_infer;
 
 pub use builder::{Graph, GraphBuilder, Node, Value, ValueId, ValueSource};
-pub use executor::{Executor, ExecutorOptions};
+pub use executor::{Executor, ExecutorOptions, ReplayState};
 pub use op::{GeluKind, Op};
 pub use planner::{Placement, Plan};

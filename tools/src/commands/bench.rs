@@ -2,11 +2,14 @@
 //! times each CPU kernel at model shapes (median of N runs) and prints kernel, shape, time,
 //! GFLOP/s, GB/s and % of the relevant peak. The measuring code lives in
 //! `iris_kernels::cpu::bench`; this file parses arguments and prints.
-//! `iris bench e2e` (end-to-end generation timing) lives in `bench_e2e.rs`.
+//! `iris bench e2e` (end-to-end generation timing) lives in `bench_e2e.rs`, and
+//! `iris bench kernels --device cuda` (the CUDA backend's kernels) in `bench_cuda/`.
 
 use anyhow::bail;
 use iris_runtime::backend::cpu::bench::{self, Bound};
 use iris_runtime::backend::cpu::Isa;
+
+use super::device::Device;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -16,7 +19,8 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 pub enum What {
-    /// CPU kernels at model shapes, with % of the probed peak.
+    /// CPU kernels at model shapes, with % of the probed peak; `--device cuda`: the CUDA
+    /// backend's kernels, with % of the GPU's peak.
     Kernels(KernelArgs),
     /// End-to-end generation: load time, vision, prefill tok/s, TTFT, decode tok/s and
     /// per-step p50/p99 for a synthetic prompt of --prompt-tokens ids.
@@ -25,18 +29,31 @@ pub enum What {
 
 #[derive(clap::Args)]
 pub struct KernelArgs {
+    /// cpu: this machine's SIMD kernels; cuda: the CUDA backend's kernels on device 0, timed
+    /// with CUDA events (needs an iris built with `--features cuda`).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: Device,
     /// ISA level (scalar, avx2, avx512); default: the detected one (or IRIS_ISA).
     #[arg(long)]
     pub isa: Option<String>,
-    /// Timed runs per kernel (the median is reported).
-    #[arg(long, default_value_t = 7)]
-    pub runs: usize,
+    /// Timed runs per kernel, the median is reported (default: 7 on cpu, 30 on cuda).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub runs: Option<u64>,
     /// Size of the bandwidth probe's buffer in MiB.
     #[arg(long, default_value_t = 512)]
     pub bandwidth_mb: usize,
     /// One JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// cuda only: time just the kernels whose `kernel shape` contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// cuda only: peak dense bf16 TFLOP/s for % of peak (default: by device name, H100 989).
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
+    /// cuda only: peak memory bandwidth in TB/s (default: by device name, H100 3.35).
+    #[arg(long)]
+    pub peak_tb_s: Option<f64>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -47,6 +64,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn kernels(args: KernelArgs) -> anyhow::Result<()> {
+    if args.device == Device::Cuda {
+        if args.isa.is_some() {
+            bail!("--isa picks a CPU kernel set; it does not apply to --device cuda");
+        }
+        #[cfg(feature = "cuda")]
+        return super::bench_cuda::run(&args, args.runs.unwrap_or(30) as usize);
+        #[cfg(not(feature = "cuda"))]
+        bail!(
+            "this iris was built without CUDA support: rebuild with `--features cuda` to time \
+             the CUDA kernels"
+        );
+    }
+    if args.filter.is_some() || args.peak_tflops.is_some() || args.peak_tb_s.is_some() {
+        bail!("--filter, --peak-tflops and --peak-tb-s apply to --device cuda only");
+    }
+    let runs = args.runs.unwrap_or(7) as usize;
     let isa = match &args.isa {
         Some(s) => Isa::parse(s)?,
         None => iris_runtime::backend::cpu::CpuBackend::new().kernels_isa(),
@@ -58,7 +91,7 @@ fn kernels(args: KernelArgs) -> anyhow::Result<()> {
         );
     }
     let peaks = bench::probe(isa, args.bandwidth_mb);
-    let rows = bench::suite(isa, args.runs);
+    let rows = bench::suite(isa, runs);
     if args.json {
         let kernels: Vec<_> = rows
             .iter()

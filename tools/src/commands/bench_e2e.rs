@@ -7,6 +7,12 @@
 //! image ids left out) in a fixed order, so runs and machines see the same tokens. With
 //! `--image` (multimodal models), the prompt starts with the images' tokens expanded as
 //! `iris run --raw` does, and text ids fill it up to the count.
+//!
+//! On CUDA the decode step is a replayed CUDA graph after its first two steps (recorded in
+//! the warm-up run); `decode_graph` says whether it was (`replayed`), or why not (`off` on the
+//! CPU or with IRIS_CUDA_GRAPH=0, `failed: ...`). `tokens` (JSON) are the last run's ids, to
+//! compare devices and paths. `ttft_ms` runs from the start of prefill: with an image, time
+//! to first token from the image is `vision_ms + ttft_ms`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,6 +25,7 @@ use iris_models::pipeline::prompt::{multimodal_prompt_ids, MultimodalPrompt};
 use iris_models::pipeline::{MultimodalModel, MultimodalSession, PipelineKind};
 use iris_models::text_model::TextModel;
 use iris_models::tokenizer::TextTokenizer;
+use iris_runtime::graph::ReplayState;
 
 use super::device::{parse_dtype, with_backend, Device};
 
@@ -190,6 +197,7 @@ pub fn run(args: E2eArgs) -> anyhow::Result<()> {
     let context = total;
     let all_runs = args.warmup + args.runs;
     let mut results: Vec<RunTimes> = Vec::with_capacity(all_runs);
+    let replay: ReplayState;
     match &loaded {
         Loaded::Text(model) => with_backend!(args.device, |backend| {
             let mut session = TextSession::new(model.model.clone(), backend, context)?;
@@ -201,6 +209,7 @@ pub fn run(args: E2eArgs) -> anyhow::Result<()> {
                     output,
                 });
             }
+            replay = session.decode_replay_state().clone();
         }),
         Loaded::Multimodal(model) => with_backend!(args.device, |backend| {
             let mut session = MultimodalSession::new(model.clone(), backend, context)?;
@@ -212,6 +221,7 @@ pub fn run(args: E2eArgs) -> anyhow::Result<()> {
                     output: out.generation,
                 });
             }
+            replay = session.decode_replay_state().clone();
         }),
     }
     for r in &results {
@@ -270,6 +280,8 @@ pub fn run(args: E2eArgs) -> anyhow::Result<()> {
         Device::Cuda => "cuda",
     };
     let dtype_name = weight_dtype.to_string();
+    let decode_graph = replay_label(&replay);
+    let last_tokens = &results.last().expect("at least one run").output.tokens;
 
     if args.json {
         let doc = serde_json::json!({
@@ -289,6 +301,8 @@ pub fn run(args: E2eArgs) -> anyhow::Result<()> {
             "decode_tok_s": decode_tok_s,
             "decode_p50_ms": decode_p50_ms,
             "decode_p99_ms": decode_p99_ms,
+            "decode_graph": decode_graph,
+            "tokens": last_tokens,
         });
         println!("{doc}");
         return Ok(());
@@ -318,7 +332,19 @@ pub fn run(args: E2eArgs) -> anyhow::Result<()> {
     for (name, value, unit) in rows {
         println!("{name:<16} {value:>12} {unit}");
     }
+    println!("{:<16} {decode_graph}", "decode graph");
     Ok(())
+}
+
+/// How the decode steps ran: `replayed` (a recorded CUDA graph), `off` (op by op: the CPU,
+/// or IRIS_CUDA_GRAPH=0), `not recorded` (too few steps), or `failed: <why>` (op by op).
+fn replay_label(state: &ReplayState) -> String {
+    match state {
+        ReplayState::Recorded => "replayed".into(),
+        ReplayState::Unavailable => "off".into(),
+        ReplayState::NotRecorded => "not recorded".into(),
+        ReplayState::Failed(why) => format!("failed: {why}"),
+    }
 }
 
 /// Ids below `vocab` that are not BOS, end-of-sequence, image or special tokens, nor added

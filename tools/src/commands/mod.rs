@@ -2,6 +2,8 @@
 //! `run(Args) -> anyhow::Result<()>`, then a variant and a match arm below.
 
 pub mod bench;
+#[cfg(feature = "cuda")]
+pub mod bench_cuda;
 pub mod bench_e2e;
 pub mod check;
 pub mod convert;
@@ -28,7 +30,8 @@ pub enum Command {
     /// error, cosine); exit 1 on failure.
     Check(check::Args),
     /// Benchmarks: `iris bench kernels` times the CPU kernels at model shapes against this
-    /// machine's probed FMA peak and read bandwidth.
+    /// machine's probed FMA peak and read bandwidth (`--device cuda`: the CUDA kernels
+    /// against the GPU's peak).
     Bench(bench::Args),
     /// List the CUDA PTX modules; `--dump-ptx DIR` writes each one to DIR/NAME.ptx.
     Kernels(kernels::Args),

@@ -16,6 +16,10 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod tiled;
+#[cfg(target_arch = "x86_64")]
+mod tiled_avx512;
 
 use rayon::prelude::*;
 
@@ -28,6 +32,9 @@ use crate::cpu::simd::SendPtr;
 const BLOCK: usize = 64;
 /// Queries per parallel task.
 const Q_CHUNK: usize = 16;
+/// Score multiply-adds (`q_len kv_len head_dim`, all heads) below which a call (an early
+/// decode step) stays on the calling thread.
+const PAR_MIN_MACS: usize = 1 << 15;
 
 /// One query row's inputs: `k`/`v` start at the (batch, kv head) base; key `j` is at
 /// `j * pos`.
@@ -138,13 +145,17 @@ pub fn attention(
     if !check_operands(q, k, v, kv, mask, p, out) {
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && q_len >= tiled::MIN_Q_LEN {
+        return tiled::attention(q, k, v, kv, mask, p, out);
+    }
     let group = n_heads / n_kv_heads;
     let chunks = q_len.div_ceil(Q_CHUNK);
     let out_ptr = SendPtr(out.as_mut_ptr());
-    (0..batch * n_heads * chunks).into_par_iter().for_each(|t| {
+    let task = |t: usize| {
         let (b, qh, c) = (t / (n_heads * chunks), t / chunks % n_heads, t % chunks);
         let kv_base = b * kv.batch + (qh / group) * kv.head;
-        let mut scores = vec![0.0f32; BLOCK];
+        let mut scores = [0.0f32; BLOCK];
         for i in c * Q_CHUNK..((c + 1) * Q_CHUNK).min(q_len) {
             let visible = if causal {
                 (i + kv_len + 1).saturating_sub(q_len).min(kv_len)
@@ -175,7 +186,13 @@ pub fn attention(
                 _ => row_scalar(&row, o, &mut scores),
             }
         }
-    });
+    };
+    let tasks = batch * n_heads * chunks;
+    if batch * n_heads * q_len * kv_len * head_dim < PAR_MIN_MACS {
+        (0..tasks).for_each(task);
+    } else {
+        (0..tasks).into_par_iter().for_each(task);
+    }
 }
 
 #[cfg(test)]
@@ -237,7 +254,16 @@ mod tests {
     #[test]
     fn matches_reference_for_every_isa() {
         let mut rng = Rng::new(101);
-        for &(tq, tk) in &[(1, 1), (1, 7), (5, 5), (3, 130), (67, 67), (17, 200)] {
+        for &(tq, tk) in &[
+            (1, 1),
+            (1, 7),
+            (5, 5),
+            (3, 130),
+            (67, 67),
+            (17, 200),
+            (8, 8),
+            (40, 33),
+        ] {
             for d in [1, 7, 16, 33, 64] {
                 for causal in [false, true] {
                     case(&mut rng, 2, tq, tk, 6, 2, d, causal, false, None);

@@ -16,8 +16,9 @@
 //!   w-groups; inside a tile each packed w group (L1/L2) is reused over the tile's a panels
 //!   (L2). The full `k` is reduced in registers, so each output is written once.
 //!
-//! Opt-in (`IRIS_BF16_DOT=1`, bf16 weights, AVX512-BF16): `bf16_dot` rounds `a` to bf16 and
-//! uses `vdpbf16ps`; half-precision results, see that file.
+//! `packed` is the faster AVX-512 GEMM over weights packed once (the runtime keeps the packed
+//! copy); this per-call path serves AVX2, f16 weights and callers without a packed copy.
+//! Opt-in (`IRIS_BF16_DOT=1`, bf16 weights, AVX512-BF16): bf16 compute, see `bf16_dot`.
 //!
 //! | variant | tile (MR x NR) | 1024x1024x1024 f32, 2 threads (AMD EPYC, AVX-512) |
 //! |---|---|---|
@@ -31,6 +32,12 @@ mod avx2;
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 pub mod bf16_dot;
+#[cfg(target_arch = "x86_64")]
+pub mod packed;
+#[cfg(target_arch = "x86_64")]
+mod packed_avx512;
+#[cfg(target_arch = "x86_64")]
+pub mod packed_gemv;
 mod scalar;
 
 use rayon::prelude::*;
@@ -123,9 +130,11 @@ pub fn gemm(
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if let (Isa::Avx512, WeightSlice::BF16(wb)) = (isa, w) {
+    if let (Isa::Avx512, WeightSlice::BF16(_)) = (isa, w) {
         if bf16_dot::enabled() {
-            return bf16_dot::gemm(a, wb, &bias_f32, m, n, k, out);
+            // Callers without a packed copy (the runtime keeps one per weight) pack here.
+            let packed = packed::PackedWeights::pack(w, n, k).expect("bf16 weights pack");
+            return packed::gemm(a, &packed, &bias_f32, m, packed::Precision::Bf16Dot, out);
         }
     }
     let micro = match isa {

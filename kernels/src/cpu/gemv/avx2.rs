@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::R;
+use super::{bias_at, R};
 use crate::cpu::simd::avx2::{hsum, load_bf16, load_f16, load_f32};
 use crate::WeightSlice;
 
@@ -85,7 +85,7 @@ unsafe fn rows_m<const M: usize>(
     w: WeightSlice,
     j0: usize,
     j1: usize,
-    bias: &[f32],
+    bias: Option<WeightSlice>,
     out: *mut f32,
     n: usize,
 ) {
@@ -96,7 +96,7 @@ unsafe fn rows_m<const M: usize>(
             let d = dots::<R, M>(x, w, j, k);
             for (i, d) in d.iter().enumerate() {
                 for (r, &v) in d.iter().enumerate() {
-                    *out.add(i * n + j + r) = v + bias[j + r];
+                    *out.add(i * n + j + r) = v + bias_at(bias, j + r);
                 }
             }
             j += R;
@@ -104,7 +104,7 @@ unsafe fn rows_m<const M: usize>(
         while j < j1 {
             let d = dots::<1, M>(x, w, j, k);
             for (i, d) in d.iter().enumerate() {
-                *out.add(i * n + j) = d[0] + bias[j];
+                *out.add(i * n + j) = d[0] + bias_at(bias, j);
             }
             j += 1;
         }
@@ -125,7 +125,7 @@ pub(super) unsafe fn rows(
     w: WeightSlice,
     j0: usize,
     j1: usize,
-    bias: &[f32],
+    bias: Option<WeightSlice>,
     out: *mut f32,
     n: usize,
 ) {

@@ -3,6 +3,8 @@
 //! is streamed once (widened from bf16/f16 in registers) and dotted with the `m <= 4` rows
 //! of `x`, `R = 4` rows of `w` at a time; rayon splits `n` into chunks. Larger `m` is handled
 //! 4 rows of `x` at a time (each pass re-streams `w`; `gemm` is the right kernel there).
+//! A matrix below `PAR_MIN_MACS` stays on the calling thread (waking the pool costs more
+//! than it saves there). No allocation: the bias is widened per output as it is added.
 //!
 //! | variant | 1x1536x576 bf16 | 1x49152x576 bf16 (2 threads, AMD EPYC, AVX-512) |
 //! |---|---|---|
@@ -16,13 +18,23 @@ mod avx512;
 use rayon::prelude::*;
 
 use crate::cpu::isa::Isa;
-use crate::cpu::simd::{widen_into, SendPtr};
+use crate::cpu::simd::SendPtr;
 use crate::WeightSlice;
 
 /// Rows of `x` handled per pass over `w`.
 pub const MAX_M: usize = 4;
 /// Rows of `w` per inner step.
 const R: usize = 4;
+/// Multiply-adds per row of `x` (`n k`) below which the call stays on one thread.
+const PAR_MIN_MACS: usize = 1 << 15;
+/// Widest `k` slice the scalar level widens at a time (on the stack).
+const SCALAR_K_BLOCK: usize = 256;
+
+/// Bias element `j` widened to f32 (0 without a bias).
+#[inline(always)]
+fn bias_at(bias: Option<WeightSlice>, j: usize) -> f32 {
+    bias.map_or(0.0, |b| b.get(j))
+}
 
 /// `out = x @ w^T + bias` at `isa`, streaming `w` once per 4 rows of `x`.
 #[allow(clippy::too_many_arguments)] // the matmul contract: operands and sizes
@@ -46,18 +58,17 @@ pub fn gemv(
     if m == 0 || n == 0 {
         return;
     }
-    let mut bias_f32 = vec![0.0f32; n];
-    if let Some(b) = bias {
-        widen_into(isa, b, 0, &mut bias_f32);
-    }
     let threads = rayon::current_num_threads();
-    let chunk = (n.div_ceil(threads * 8)).next_multiple_of(R).max(16);
+    let chunk = if n * k < PAR_MIN_MACS {
+        n
+    } else {
+        (n.div_ceil(threads * 8)).next_multiple_of(R).max(16)
+    };
     for i0 in (0..m).step_by(MAX_M) {
         let mm = MAX_M.min(m - i0);
         let x = &x[i0 * k..(i0 + mm) * k];
         let out_ptr = SendPtr(out[i0 * n..].as_mut_ptr());
-        let bias = &bias_f32;
-        (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
+        let columns = |c: usize| {
             let (j0, j1) = (c * chunk, ((c + 1) * chunk).min(n));
             // SAFETY (out): this task writes out[i, j0..j1] for its own column range only;
             // rows i < mm lie inside `out` (checked lengths); `out` outlives the loop.
@@ -72,7 +83,13 @@ pub fn gemv(
                 // SAFETY: as above for the plain loop.
                 _ => unsafe { scalar_rows(x, mm, k, w, j0, j1, bias, out, n) },
             }
-        });
+        };
+        let chunks = n.div_ceil(chunk);
+        if chunks == 1 {
+            columns(0);
+        } else {
+            (0..chunks).into_par_iter().for_each(columns);
+        }
     }
 }
 
@@ -88,20 +105,24 @@ unsafe fn scalar_rows(
     w: WeightSlice,
     j0: usize,
     j1: usize,
-    bias: &[f32],
+    bias: Option<WeightSlice>,
     out: *mut f32,
     n: usize,
 ) {
-    let mut row = vec![0.0f32; k];
+    let mut row = [0.0f32; SCALAR_K_BLOCK];
     for j in j0..j1 {
-        w.widen_into(j * k, &mut row);
-        for i in 0..m {
-            let acc: f32 = x[i * k..(i + 1) * k]
-                .iter()
-                .zip(&row)
-                .fold(0.0, |s, (&a, &b)| s + a * b);
+        let mut acc = [0.0f32; MAX_M];
+        for p0 in (0..k).step_by(SCALAR_K_BLOCK) {
+            let row = &mut row[..SCALAR_K_BLOCK.min(k - p0)];
+            w.widen_into(j * k + p0, row);
+            for (i, acc) in acc.iter_mut().enumerate().take(m) {
+                let x = &x[i * k + p0..][..row.len()];
+                *acc = x.iter().zip(&*row).fold(*acc, |s, (&a, &b)| s + a * b);
+            }
+        }
+        for (i, &acc) in acc.iter().enumerate().take(m) {
             // SAFETY: caller's contract.
-            unsafe { *out.add(i * n + j) = acc + bias[j] };
+            unsafe { *out.add(i * n + j) = acc + bias_at(bias, j) };
         }
     }
 }

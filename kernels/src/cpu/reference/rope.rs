@@ -46,25 +46,24 @@ pub fn rope(
     );
     assert_eq!(x.len(), out.len(), "rope: x and out lengths differ");
     let token_len = n_heads * head_dim;
-    let mut cos = vec![0.0f32; half];
-    let mut sin = vec![0.0f32; half];
+    // Frequency-major, so each (cos, sin) pair is computed once per token with no table
+    // (the CPU backend's scalar level runs this in the decode loop, which must not allocate).
     for (t, &pos) in positions.iter().enumerate() {
         for i in 0..half {
             let angle = pos as f32 * inv_freq[i];
-            cos[i] = (angle as f64).cos() as f32;
-            sin[i] = (angle as f64).sin() as f32;
+            let c = (angle as f64).cos() as f32 as f64;
+            let s = (angle as f64).sin() as f32 as f64;
+            for h in 0..n_heads {
+                let base = t * token_len + h * head_dim;
+                let (x1, x2) = (x[base + i] as f64, x[base + i + half] as f64);
+                out[base + i] = (x1 * c - x2 * s) as f32;
+                out[base + i + half] = (x2 * c + x1 * s) as f32;
+            }
         }
         for h in 0..n_heads {
             let base = t * token_len + h * head_dim;
-            let xh = &x[base..base + head_dim];
-            let oh = &mut out[base..base + head_dim];
-            for i in 0..half {
-                let (x1, x2) = (xh[i] as f64, xh[i + half] as f64);
-                let (c, s) = (cos[i] as f64, sin[i] as f64);
-                oh[i] = (x1 * c - x2 * s) as f32;
-                oh[i + half] = (x2 * c + x1 * s) as f32;
-            }
-            oh[2 * half..].copy_from_slice(&xh[2 * half..]);
+            out[base + 2 * half..base + head_dim]
+                .copy_from_slice(&x[base + 2 * half..base + head_dim]);
         }
     }
 }

@@ -10,7 +10,7 @@ const L: usize = 8;
 /// normal range [-87.33, 88.72]; above it the result is +inf (below it: ~1.2e-38, not 0).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn exp8(x: __m256) -> __m256 {
+pub(super) unsafe fn exp8(x: __m256) -> __m256 {
     let hi = _mm256_set1_ps(88.722_83);
     let overflow = _mm256_cmp_ps::<_CMP_GT_OQ>(x, hi);
     let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.336_55)), hi);

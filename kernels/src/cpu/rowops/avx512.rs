@@ -12,7 +12,7 @@ const L: usize = 16;
 /// `e^r` (~1 ulp), then `vscalefps` multiplies by `2^n` (overflow to inf, underflow to 0).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-unsafe fn exp16(x: __m512) -> __m512 {
+pub(crate) unsafe fn exp16(x: __m512) -> __m512 {
     let x = _mm512_min_ps(
         _mm512_max_ps(x, _mm512_set1_ps(-104.0)),
         _mm512_set1_ps(89.0),

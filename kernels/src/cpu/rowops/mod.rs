@@ -1,6 +1,10 @@
 //! Vectorized row ops: elementwise `add` / `mul` (suffix broadcast), `scale`, `silu_mul`,
 //! `exp`, `rms_norm` over the last axis and `rope`. Same contracts as the functions of the same
-//! name in `cpu::reference` (which the scalar level runs); f32 math throughout.
+//! name in `cpu::reference` (which the scalar level runs); f32 math throughout. One file
+//! each, with its own ISA bodies: `softmax`, `layer_norm`, `gelu_erf`, `sigmoid_gated`
+//! (gelu_tanh, quick_gelu, silu), `embedding`, `argmax`, and `copy` (strided copy, KV-cache
+//! write, pixel shuffle). Buffers sized by the call come from per-thread `scratch`, so
+//! steady-state calls (decode) allocate nothing.
 //!
 //! Each ISA file holds loop bodies over `n` elements with `n` a multiple of the lane count;
 //! this file splits rows into full vectors plus a tail that it pads into a stack buffer of
@@ -24,9 +28,16 @@
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
-mod avx512;
+pub(crate) mod avx512;
 
+mod argmax;
+mod copy;
+mod embedding;
+mod gelu_erf;
+mod layer_norm;
+mod scratch;
 mod sigmoid_gated;
+mod softmax;
 
 use rayon::prelude::*;
 
@@ -38,7 +49,13 @@ use crate::WeightSlice;
 /// Elements below which a call stays on the calling thread.
 const PAR_MIN: usize = 1 << 15;
 
+pub use argmax::argmax;
+pub use copy::{copy_strided, kv_write, pixel_shuffle, MAX_RANK};
+pub use embedding::embedding;
+pub use gelu_erf::gelu_erf;
+pub use layer_norm::layer_norm;
 pub use sigmoid_gated::{gelu_tanh, quick_gelu, silu};
+pub use softmax::softmax;
 
 type Unary = unsafe fn(*const f32, *mut f32, usize);
 type Binary = unsafe fn(*const f32, *const f32, *mut f32, usize);
@@ -242,14 +259,16 @@ pub fn rms_norm(isa: Isa, x: &[f32], weight: WeightSlice, eps: f32, dim: usize, 
         "rms_norm: x.len() = {} is not a multiple of dim = {dim}",
         x.len()
     );
-    let mut w = vec![0.0f32; dim];
-    widen_into(isa, weight, 0, &mut w);
-    let row = |(o, x): (&mut [f32], &[f32])| rms_norm_row(k, x, &w, eps, o);
-    if x.len() < PAR_MIN {
-        out.chunks_mut(dim).zip(x.chunks(dim)).for_each(row);
-    } else {
-        out.par_chunks_mut(dim).zip(x.par_chunks(dim)).for_each(row);
-    }
+    scratch::with_f32(dim, |w| {
+        widen_into(isa, weight, 0, w);
+        let w = &*w;
+        let row = |(o, x): (&mut [f32], &[f32])| rms_norm_row(k, x, w, eps, o);
+        if x.len() < PAR_MIN {
+            out.chunks_mut(dim).zip(x.chunks(dim)).for_each(row);
+        } else {
+            out.par_chunks_mut(dim).zip(x.par_chunks(dim)).for_each(row);
+        }
+    });
 }
 
 fn rms_norm_row(k: Bodies, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
@@ -298,36 +317,10 @@ pub fn rope(
     if token_len == 0 {
         return;
     }
-    let full = half / k.lanes * k.lanes;
     let token = |(pos, (x, out)): (&i64, (&[f32], &mut [f32]))| {
-        let (mut cos, mut sin) = (vec![0.0f32; half], vec![0.0f32; half]);
-        for i in 0..half {
-            let angle = (*pos as f32 * inv_freq[i]) as f64;
-            cos[i] = angle.cos() as f32;
-            sin[i] = angle.sin() as f32;
-        }
-        for (xh, oh) in x.chunks_exact(head_dim).zip(out.chunks_exact_mut(head_dim)) {
-            let (o1, o2) = oh.split_at_mut(half);
-            // SAFETY: as in `run_binary`; every pointer has >= full elements (x1, o1, cos,
-            // sin: half; x2, o2: head_dim - half >= half).
-            unsafe {
-                (k.rotate)(
-                    xh.as_ptr(),
-                    xh.as_ptr().add(half),
-                    cos.as_ptr(),
-                    sin.as_ptr(),
-                    o1.as_mut_ptr(),
-                    o2.as_mut_ptr(),
-                    full,
-                )
-            };
-            for i in full..half {
-                let (x1, x2) = (xh[i], xh[i + half]);
-                o1[i] = x1.mul_add(cos[i], -(x2 * sin[i]));
-                o2[i] = x2.mul_add(cos[i], x1 * sin[i]);
-            }
-            o2[half..].copy_from_slice(&xh[2 * half..]);
-        }
+        scratch::with_f32(2 * half, |cs| {
+            rope_token(k, *pos, x, head_dim, inv_freq, cs, out)
+        })
     };
     let chunks = positions
         .iter()
@@ -339,6 +332,48 @@ pub fn rope(
             .par_iter()
             .zip(x.par_chunks(token_len).zip(out.par_chunks_mut(token_len)))
             .for_each(token);
+    }
+}
+
+/// RoPE of one token's heads; `cos_sin` is scratch of `2 * inv_freq.len()`.
+fn rope_token(
+    k: Bodies,
+    pos: i64,
+    x: &[f32],
+    head_dim: usize,
+    inv_freq: &[f32],
+    cos_sin: &mut [f32],
+    out: &mut [f32],
+) {
+    let half = inv_freq.len();
+    let full = half / k.lanes * k.lanes;
+    let (cos, sin) = cos_sin.split_at_mut(half);
+    for i in 0..half {
+        let angle = (pos as f32 * inv_freq[i]) as f64;
+        cos[i] = angle.cos() as f32;
+        sin[i] = angle.sin() as f32;
+    }
+    for (xh, oh) in x.chunks_exact(head_dim).zip(out.chunks_exact_mut(head_dim)) {
+        let (o1, o2) = oh.split_at_mut(half);
+        // SAFETY: as in `run_binary`; every pointer has >= full elements (x1, o1, cos,
+        // sin: half; x2, o2: head_dim - half >= half).
+        unsafe {
+            (k.rotate)(
+                xh.as_ptr(),
+                xh.as_ptr().add(half),
+                cos.as_ptr(),
+                sin.as_ptr(),
+                o1.as_mut_ptr(),
+                o2.as_mut_ptr(),
+                full,
+            )
+        };
+        for i in full..half {
+            let (x1, x2) = (xh[i], xh[i + half]);
+            o1[i] = x1.mul_add(cos[i], -(x2 * sin[i]));
+            o2[i] = x2.mul_add(cos[i], x1 * sin[i]);
+        }
+        o2[half..].copy_from_slice(&xh[2 * half..]);
     }
 }
 

@@ -2,11 +2,14 @@
 //! storage, kernels from `iris_kernels::cpu`: the fast kernels (SIMD, threaded) at the ISA
 //! level chosen at run time (`Isa`, `IRIS_ISA`), or the plain references.
 
+mod matmul;
 mod ops;
+mod weights;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::backend::weight_key::WeightKey;
 use crate::backend::{Backend, Operand};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -14,18 +17,19 @@ use crate::graph::Op;
 use crate::layout::Shape;
 use crate::storage::AlignedBuffer;
 use crate::tensor::Tensor;
+use weights::WeightBuffer;
 
 enum CpuBuffer {
     Owned(AlignedBuffer),
     /// A weight read in place; kernels never write to it.
-    Weight(Tensor),
+    Weight(WeightBuffer),
 }
 
 impl CpuBuffer {
     fn base_ptr(&self) -> *mut u8 {
         match self {
             CpuBuffer::Owned(buf) => buf.as_mut_ptr(),
-            CpuBuffer::Weight(t) => t.data_ptr() as *mut u8,
+            CpuBuffer::Weight(w) => w.tensor.data_ptr() as *mut u8,
         }
     }
 }
@@ -85,6 +89,9 @@ pub enum CpuKernels {
 
 pub struct CpuBackend {
     states: HashMap<String, (CpuSlot, DType, Shape)>,
+    /// Weights read in place, one buffer per tensor view for the backend's lifetime, so a
+    /// weight's packed copy (see `weights.rs`) is made once however many graphs read it.
+    weights: HashMap<WeightKey, Arc<CpuBuffer>>,
     kernels: CpuKernels,
 }
 
@@ -123,6 +130,7 @@ impl CpuBackend {
     fn with_kernels(kernels: CpuKernels) -> Self {
         CpuBackend {
             states: HashMap::new(),
+            weights: HashMap::new(),
             kernels,
         }
     }
@@ -178,8 +186,12 @@ impl Backend for CpuBackend {
         let aligned = (tensor.data_ptr() as usize).is_multiple_of(tensor.dtype().size_in_bytes());
         if tensor.is_contiguous() && aligned {
             let len = tensor.numel() * tensor.dtype().size_in_bytes();
+            let buffer = self
+                .weights
+                .entry(WeightKey::of(tensor))
+                .or_insert_with(|| Arc::new(CpuBuffer::Weight(WeightBuffer::new(tensor))));
             return Ok(CpuSlot {
-                buffer: Arc::new(CpuBuffer::Weight(tensor.clone())),
+                buffer: buffer.clone(),
                 offset: 0,
                 len,
             });

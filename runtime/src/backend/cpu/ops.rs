@@ -1,13 +1,15 @@
 //! One op on the CPU: turns operand slots into typed slices and calls the kernel: the fast
-//! kernels of `iris_kernels::cpu` (matmul: GEMM / GEMV, attention) at the backend's ISA
-//! level, or the plain `iris_kernels::cpu::reference` for the reference backend and for the
-//! ops that have no fast variant yet. The row ops (`add`, `mul`, `scale`, `rms_norm`,
-//! `silu_mul`, `rope`) go through `cpu::rowops`, whose scalar level is the reference.
+//! kernels of `iris_kernels::cpu` (matmul: GEMM / GEMV, attention, patch embedding, the
+//! row ops and copies of `cpu::rowops`) at the backend's ISA level, or the plain
+//! `iris_kernels::cpu::reference` for the reference backend. The row ops' scalar level is
+//! the reference itself. Still reference-only: a general conv2d (not a patch embedding).
+//! No allocation (the decode loop runs through here once per op and token).
 
 use half::{bf16, f16};
 use iris_kernels::cpu::reference as kernel;
 use iris_kernels::cpu::reference::{AttentionParams, Conv2dParams, KvStrides};
-use iris_kernels::cpu::{attention as fast_attention, gemm, isa::Isa, patch_embed, rowops};
+use iris_kernels::cpu::rowops::MAX_RANK;
+use iris_kernels::cpu::{attention as fast_attention, isa::Isa, patch_embed, rowops};
 use iris_kernels::WeightSlice;
 
 use super::{CpuKernels, CpuSlot};
@@ -114,7 +116,10 @@ pub(super) fn execute(
                 let m = out.len() / n.max(1);
                 match kernels {
                     CpuKernels::Reference => parallel_matmul(x, w, bias, m, n, k, out),
-                    CpuKernels::Fast(isa) => gemm::matmul(isa, x, w, bias, m, n, k, out),
+                    CpuKernels::Fast(isa) => {
+                        let w_slot = &inputs[1].slot;
+                        super::matmul::matmul(isa, x, w, w_slot, bias, (m, n, k), out)
+                    }
                 }
             }
             Op::Add => rowops::add(
@@ -150,7 +155,8 @@ pub(super) fn execute(
                 } else {
                     None
                 };
-                kernel::layer_norm(
+                rowops::layer_norm(
+                    row_isa,
                     view(&inputs[0])?,
                     weight_view(&inputs[1])?,
                     bias,
@@ -159,9 +165,12 @@ pub(super) fn execute(
                     view_mut(output)?,
                 );
             }
-            Op::Softmax => {
-                kernel::softmax(view(&inputs[0])?, inputs[0].shape.last(), view_mut(output)?)
-            }
+            Op::Softmax => rowops::softmax(
+                row_isa,
+                view(&inputs[0])?,
+                inputs[0].shape.last(),
+                view_mut(output)?,
+            ),
             Op::Rope { inv_freq } => {
                 let d = dims(&inputs[0]);
                 rowops::rope(
@@ -219,28 +228,22 @@ pub(super) fn execute(
                     });
                 }
                 let past = past as usize;
-                let k_cache = view_mut::<f32>(&inputs[3])?;
-                kernel::kv_write(
-                    k_cache,
-                    view(&inputs[1])?,
-                    batch,
-                    new_len,
-                    n_kv_heads,
-                    head_dim,
-                    max_seq,
-                    past,
-                );
-                let v_cache = view_mut::<f32>(&inputs[4])?;
-                kernel::kv_write(
-                    v_cache,
-                    view(&inputs[2])?,
-                    batch,
-                    new_len,
-                    n_kv_heads,
-                    head_dim,
-                    max_seq,
-                    past,
-                );
+                let kv_write = match kernels {
+                    CpuKernels::Reference => kernel::kv_write,
+                    CpuKernels::Fast(_) => rowops::kv_write,
+                };
+                for (cache, new) in [(&inputs[3], &inputs[1]), (&inputs[4], &inputs[2])] {
+                    kv_write(
+                        view_mut::<f32>(cache)?,
+                        view(new)?,
+                        batch,
+                        new_len,
+                        n_kv_heads,
+                        head_dim,
+                        max_seq,
+                        past,
+                    );
+                }
                 let params = AttentionParams {
                     batch,
                     q_len: q[1],
@@ -263,7 +266,9 @@ pub(super) fn execute(
                     view_mut(output)?,
                 );
             }
-            Op::Gelu(GeluKind::Erf) => kernel::gelu_erf(view(&inputs[0])?, view_mut(output)?),
+            Op::Gelu(GeluKind::Erf) => {
+                rowops::gelu_erf(row_isa, view(&inputs[0])?, view_mut(output)?)
+            }
             Op::Gelu(GeluKind::Tanh) => {
                 rowops::gelu_tanh(row_isa, view(&inputs[0])?, view_mut(output)?)
             }
@@ -277,7 +282,8 @@ pub(super) fn execute(
             ),
             Op::Embedding => {
                 let dim = dims(&inputs[1])[1];
-                kernel::embedding(
+                rowops::embedding(
+                    row_isa,
                     view(&inputs[0])?,
                     weight_view(&inputs[1])?,
                     dim,
@@ -291,41 +297,44 @@ pub(super) fn execute(
             Op::Reshape { .. } => {} // an alias: nothing to compute
             Op::Permute { perm } => {
                 let input = &inputs[0];
-                let strides = input.shape.contiguous_strides();
-                let src_strides: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
+                let strides = Strides::contiguous(dims(input));
+                let src_strides = Strides::permuted(&strides, perm);
                 copy(
+                    kernels,
                     input,
                     output,
                     dims(output),
                     &src_strides,
                     0,
-                    &output.shape.contiguous_strides(),
+                    &Strides::contiguous(dims(output)),
                     0,
                 )?;
             }
             Op::Slice { axis, start, .. } => {
                 let input = &inputs[0];
-                let strides = input.shape.contiguous_strides();
+                let strides = Strides::contiguous(dims(input));
                 copy(
+                    kernels,
                     input,
                     output,
                     dims(output),
                     &strides,
                     start * strides[*axis],
-                    &output.shape.contiguous_strides(),
+                    &Strides::contiguous(dims(output)),
                     0,
                 )?;
             }
             Op::Concat { axis } => {
-                let dst_strides = output.shape.contiguous_strides();
+                let dst_strides = Strides::contiguous(dims(output));
                 let mut at = 0;
                 for input in inputs {
                     let d = dims(input);
                     copy(
+                        kernels,
                         input,
                         output,
                         d,
-                        &input.shape.contiguous_strides(),
+                        &Strides::contiguous(d),
                         0,
                         &dst_strides,
                         at * dst_strides[*axis],
@@ -369,7 +378,11 @@ pub(super) fn execute(
             }
             Op::PixelShuffle { scale } => {
                 let d = dims(&inputs[0]);
-                kernel::pixel_shuffle(
+                let pixel_shuffle = match kernels {
+                    CpuKernels::Reference => kernel::pixel_shuffle,
+                    CpuKernels::Fast(_) => rowops::pixel_shuffle,
+                };
+                pixel_shuffle(
                     view(&inputs[0])?,
                     d[0],
                     d[1],
@@ -378,9 +391,12 @@ pub(super) fn execute(
                     view_mut(output)?,
                 );
             }
-            Op::Argmax => {
-                kernel::argmax(view(&inputs[0])?, inputs[0].shape.last(), view_mut(output)?)
-            }
+            Op::Argmax => rowops::argmax(
+                row_isa,
+                view(&inputs[0])?,
+                inputs[0].shape.last(),
+                view_mut(output)?,
+            ),
         }
     }
     Ok(())
@@ -404,10 +420,54 @@ fn attention(
     }
 }
 
-/// Strided copy of `src` into `dst` in the operand's own element type.
+/// Element strides of a copy: on the stack up to `rowops::MAX_RANK` dims (every model's
+/// tensors), so the copies of a run allocate nothing; a `Vec` above.
+enum Strides {
+    Stack([usize; MAX_RANK], usize),
+    Heap(Vec<usize>),
+}
+
+impl Strides {
+    fn from_fn(rank: usize, f: impl Fn(usize) -> usize) -> Strides {
+        if rank <= MAX_RANK {
+            let mut s = [0; MAX_RANK];
+            for (i, s) in s[..rank].iter_mut().enumerate() {
+                *s = f(i);
+            }
+            Strides::Stack(s, rank)
+        } else {
+            Strides::Heap((0..rank).map(f).collect())
+        }
+    }
+
+    /// Row-major strides of `dims`.
+    fn contiguous(dims: &[usize]) -> Strides {
+        Strides::from_fn(dims.len(), |i| dims[i + 1..].iter().product())
+    }
+
+    /// `strides` reordered: entry `i` is `strides[perm[i]]`.
+    fn permuted(strides: &[usize], perm: &[usize]) -> Strides {
+        Strides::from_fn(perm.len(), |i| strides[perm[i]])
+    }
+}
+
+impl std::ops::Deref for Strides {
+    type Target = [usize];
+    fn deref(&self) -> &[usize] {
+        match self {
+            Strides::Stack(s, rank) => &s[..*rank],
+            Strides::Heap(v) => v,
+        }
+    }
+}
+
+/// Strided copy of `src` into `dst` in the operand's own element type, with the backend's
+/// kernel set.
 ///
 /// SAFETY (callers): as [`view`].
+#[allow(clippy::too_many_arguments)]
 unsafe fn copy(
+    kernels: CpuKernels,
     src: &CpuOperand,
     dst: &CpuOperand,
     dims: &[usize],
@@ -419,42 +479,46 @@ unsafe fn copy(
     // SAFETY: forwarded contract.
     unsafe {
         match src.dtype {
-            DType::F32 => kernel::copy_strided(
-                view::<f32>(src)?,
+            DType::F32 => typed_copy::<f32>(
+                kernels,
+                src,
+                dst,
                 dims,
                 src_strides,
                 src_offset,
-                view_mut::<f32>(dst)?,
                 dst_strides,
                 dst_offset,
-            ),
-            DType::I64 => kernel::copy_strided(
-                view::<i64>(src)?,
+            )?,
+            DType::I64 => typed_copy::<i64>(
+                kernels,
+                src,
+                dst,
                 dims,
                 src_strides,
                 src_offset,
-                view_mut::<i64>(dst)?,
                 dst_strides,
                 dst_offset,
-            ),
-            DType::I32 => kernel::copy_strided(
-                view::<i32>(src)?,
+            )?,
+            DType::I32 => typed_copy::<i32>(
+                kernels,
+                src,
+                dst,
                 dims,
                 src_strides,
                 src_offset,
-                view_mut::<i32>(dst)?,
                 dst_strides,
                 dst_offset,
-            ),
-            DType::U8 => kernel::copy_strided(
-                view::<u8>(src)?,
+            )?,
+            DType::U8 => typed_copy::<u8>(
+                kernels,
+                src,
+                dst,
                 dims,
                 src_strides,
                 src_offset,
-                view_mut::<u8>(dst)?,
                 dst_strides,
                 dst_offset,
-            ),
+            )?,
             other => {
                 return Err(Error::Unsupported {
                     backend: "cpu",
@@ -463,6 +527,38 @@ unsafe fn copy(
             }
         }
     }
+    Ok(())
+}
+
+/// [`copy`] for one element type.
+///
+/// SAFETY (callers): as [`view`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn typed_copy<T: Element + Send + Sync>(
+    kernels: CpuKernels,
+    src: &CpuOperand,
+    dst: &CpuOperand,
+    dims: &[usize],
+    src_strides: &[usize],
+    src_offset: usize,
+    dst_strides: &[usize],
+    dst_offset: usize,
+) -> Result<()> {
+    // SAFETY: forwarded contract.
+    let (src, dst) = unsafe { (view::<T>(src)?, view_mut::<T>(dst)?) };
+    let copy_strided = match kernels {
+        CpuKernels::Reference => kernel::copy_strided::<T>,
+        CpuKernels::Fast(_) => rowops::copy_strided::<T>,
+    };
+    copy_strided(
+        src,
+        dims,
+        src_strides,
+        src_offset,
+        dst,
+        dst_strides,
+        dst_offset,
+    );
     Ok(())
 }
 

@@ -9,20 +9,30 @@
 //! - All PTX modules of `iris_kernels::cuda::MODULES` are loaded at construction.
 //! - `execute` (in `ops.rs`) runs every op on f32 activations with f32 or bf16 weights;
 //!   f16 weights and other dtype mixes are `Error::Unsupported`.
+//! - MatMul with a bf16 weight rounds the activations to bf16 and runs on the tensor cores
+//!   (a GEMV for M <= 8, a GEMM above), as PyTorch's bf16 Linear does; f32 weights keep the
+//!   exact f32 kernel (`ops_matmul.rs`).
 //! - Kernels that can fail on data (an embedding id out of range, a KV cache overflow) write
 //!   a code into a 16-byte device error flag instead of trapping; `synchronize` and every
 //!   read check it and report `Error::InvalidOp` (then clear it), so a bad id or a full cache
 //!   is an error, never a crash or a silent wrong answer.
+//! - `begin_capture` / `end_capture` record an executor's launches as a CUDA graph that is
+//!   replayed per decode step (`graph.rs`; `IRIS_CUDA_GRAPH=0` turns it off). Out of memory,
+//!   a refused PTX module and a GPU older than sm_80 are errors naming the cause (`errors.rs`).
 
+mod errors;
+mod graph;
 mod ops;
 mod ops_attention;
 mod ops_conv;
 mod ops_copy;
 mod ops_elementwise;
 mod ops_embedding;
+mod ops_matmul;
 mod ops_more;
 mod ops_rows;
 mod slot;
+mod timing;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +41,7 @@ use cudarc::driver::{result as cu, CudaContext, CudaFunction, CudaSlice, CudaStr
 use cudarc::nvrtc::Ptx;
 
 pub use self::slot::CudaSlot;
+use super::weight_key::WeightKey;
 use super::{Backend, Operand};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -56,17 +67,6 @@ fn cuda_err(context: impl std::fmt::Display) -> impl FnOnce(DriverError) -> Erro
 /// Bytes of the device error flag.
 const ERROR_FLAG_BYTES: usize = 16;
 
-/// A weight is uploaded once per backend: keyed by the host address of its first element
-/// and its view (dtype, shape, strides). The cache keeps a clone of the host tensor, which
-/// pins its storage so the address cannot be reused by another tensor while cached.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct WeightKey {
-    host_addr: usize,
-    dtype: DType,
-    dims: Vec<usize>,
-    strides: Vec<usize>,
-}
-
 struct StateBuffer {
     dtype: DType,
     shape: Shape,
@@ -82,6 +82,10 @@ pub struct CudaBackend {
     inv_freqs: HashMap<Vec<u32>, CudaSlot>,
     /// Device error flag: u32 code, u32 limit, i64 value (see iris_kernels::cuda).
     error_flag: CudaSlot,
+    /// bf16 activations (and padded odd-K weights) of the tensor-core matmul: allocated at
+    /// first need, replaced only by a larger one, never freed before the backend
+    /// (`ops_matmul.rs`).
+    matmul_scratch: ops_matmul::Scratch,
     stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
     device_name: String,
@@ -136,13 +140,7 @@ impl CudaBackend {
         let compute_capability = ctx
             .compute_capability()
             .map_err(cuda_err("reading the compute capability"))?;
-        if compute_capability.0 < 8 {
-            return Err(Error::Cuda(format!(
-                "{device_name} (device {ordinal}) has compute capability {}.{}; iris's PTX \
-                 targets sm_80 and newer",
-                compute_capability.0, compute_capability.1
-            )));
-        }
+        errors::check_compute_capability(&device_name, ordinal, compute_capability)?;
         // SAFETY: every allocation, copy and launch of this backend goes to `stream` (created
         // next), so stream order already serializes all uses of every buffer and frees are
         // stream-ordered; the per-buffer events cudarc would record add nothing.
@@ -153,11 +151,7 @@ impl CudaBackend {
         for module in iris_kernels::cuda::MODULES {
             let loaded = ctx
                 .load_module(Ptx::from_src(module.source))
-                .map_err(cuda_err(format_args!(
-                    "loading PTX module `{}` on {device_name} (run scripts/check_ptx.sh to see \
-                 ptxas's message)",
-                    module.name
-                )))?;
+                .map_err(errors::ptx_load_err(module, &device_name))?;
             for &kernel in module.kernels {
                 let function = loaded.load_function(kernel).map_err(cuda_err(format_args!(
                     "finding kernel `{kernel}` in PTX module `{}`",
@@ -175,6 +169,7 @@ impl CudaBackend {
             states: HashMap::new(),
             inv_freqs: HashMap::new(),
             error_flag: CudaSlot::whole(flag, ERROR_FLAG_BYTES),
+            matmul_scratch: ops_matmul::Scratch::default(),
             stream,
             ctx,
             device_name,
@@ -263,12 +258,10 @@ impl CudaBackend {
 
     /// A zeroed allocation of `bytes` (one byte at least: CUDA cannot allocate nothing).
     fn zeroed(&self, bytes: usize, what: &str) -> Result<CudaSlot> {
-        let buffer: CudaSlice<u8> =
-            self.stream
-                .alloc_zeros(bytes.max(1))
-                .map_err(cuda_err(format_args!(
-                    "allocating {bytes} bytes for {what}"
-                )))?;
+        let buffer: CudaSlice<u8> = self
+            .stream
+            .alloc_zeros(bytes.max(1))
+            .map_err(errors::alloc_err(format_args!("allocating {what}"), bytes))?;
         Ok(CudaSlot::whole(buffer, bytes))
     }
 }
@@ -302,12 +295,7 @@ impl Backend for CudaBackend {
     }
 
     fn weight(&mut self, tensor: &Tensor) -> Result<CudaSlot> {
-        let key = WeightKey {
-            host_addr: tensor.data_ptr() as usize,
-            dtype: tensor.dtype(),
-            dims: tensor.dims().to_vec(),
-            strides: tensor.layout().strides.clone(),
-        };
+        let key = WeightKey::of(tensor);
         if let Some((_, slot)) = self.weights.get(&key) {
             return Ok(slot.clone());
         }
@@ -316,15 +304,10 @@ impl Backend for CudaBackend {
         let slot = if bytes.is_empty() {
             self.zeroed(0, "an empty weight")?
         } else {
-            let buffer = self
-                .stream
-                .clone_htod(bytes)
-                .map_err(cuda_err(format_args!(
-                    "uploading a {} x {} weight ({} bytes)",
-                    tensor.dtype(),
-                    tensor.shape(),
-                    bytes.len()
-                )))?;
+            let buffer = self.stream.clone_htod(bytes).map_err(errors::alloc_err(
+                format_args!("uploading a {} x {} weight", tensor.dtype(), tensor.shape()),
+                bytes.len(),
+            ))?;
             CudaSlot::whole(buffer, bytes.len())
         };
         self.weights.insert(key, (tensor.clone(), slot.clone()));
@@ -424,5 +407,13 @@ impl Backend for CudaBackend {
             .check_err()
             .map_err(cuda_err("a deferred CUDA error"))?;
         self.check_device_error()
+    }
+
+    fn begin_capture(&mut self) -> Result<bool> {
+        self.begin_graph_capture()
+    }
+
+    fn end_capture(&mut self) -> Result<Box<dyn super::Recording>> {
+        self.end_graph_capture()
     }
 }

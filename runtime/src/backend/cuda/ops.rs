@@ -1,11 +1,13 @@
 //! `CudaBackend::execute`: checks each op's operands (count, dtypes, shapes, slot sizes and
 //! alignment, index ranges) and launches its PTX kernel on the backend's stream. Ops and
-//! dtype combinations without a kernel yet are `Error::Unsupported`. Add, RmsNorm and MatMul
-//! are here; every other op is dispatched by `ops_more.rs` to one file per op family.
+//! dtype combinations without a kernel yet are `Error::Unsupported`. Add and RmsNorm are here,
+//! MatMul in `ops_matmul.rs`; every other op is dispatched by `ops_more.rs` to one file per
+//! op family.
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 use iris_kernels::cuda::{self as kernels, LaunchDims};
 
+use super::ops_matmul;
 use super::ops_more as more;
 use super::{CudaBackend, CudaSlot};
 use crate::backend::Operand;
@@ -23,7 +25,7 @@ pub(super) fn execute(
     match op {
         Op::Add => add(backend, inputs, output),
         Op::RmsNorm { eps } => rms_norm(backend, *eps, inputs, output),
-        Op::MatMul { has_bias } => matmul(backend, *has_bias, inputs, output),
+        Op::MatMul { has_bias } => ops_matmul::matmul(backend, *has_bias, inputs, output),
         Op::Rope { inv_freq } => {
             let table = backend.inv_freq(inv_freq)?;
             more::rope(backend, inv_freq.len(), &table, inputs, output)
@@ -246,88 +248,5 @@ fn rms_norm(
     // r < rows; check_slot proved the slots hold rows * dim f32 (x, out) and dim weight
     // elements, aligned for their dtypes. Allocations are freed stream-ordered, after it.
     unsafe { launch.launch(config(kernels::rms_norm_dims(rows))) }.map_err(launch_err(kernel))?;
-    Ok(())
-}
-
-/// `[x [.., K], w [N, K], bias? [N]] -> x @ w^T (+ bias)`.
-fn matmul(
-    backend: &CudaBackend,
-    has_bias: bool,
-    inputs: &[Operand<CudaSlot>],
-    output: &Operand<CudaSlot>,
-) -> Result<()> {
-    const OP: &str = "matmul";
-    expect_inputs(OP, inputs, 2 + has_bias as usize)?;
-    let (x, w, bias) = (&inputs[0], &inputs[1], inputs.get(2));
-    let bias_ok = bias.is_none_or(|b| b.dtype == w.dtype);
-    let kernel = match (x.dtype, w.dtype, output.dtype) {
-        (DType::F32, DType::F32, DType::F32) if bias_ok => "matmul_f32",
-        (DType::F32, DType::BF16, DType::F32) if bias_ok => "matmul_f32_wbf16",
-        _ => {
-            let mut operands = vec![x, w];
-            operands.extend(bias);
-            operands.push(output);
-            return Err(unsupported(format!(
-                "matmul of {} (x and output f32; weight f32 or bf16, bias as the weight)",
-                dtypes(&operands)
-            )));
-        }
-    };
-    let x_dims = x.shape.dims();
-    let Some((&k, batch)) = x_dims.split_last() else {
-        return Err(invalid(
-            OP,
-            "x must have at least one dimension".to_string(),
-        ));
-    };
-    let w_dims = w.shape.dims();
-    if w_dims.len() != 2 || w_dims[1] != k {
-        return Err(invalid(
-            OP,
-            format!("weight {} is not [N, {k}] for x {}", w.shape, x.shape),
-        ));
-    }
-    let n = w_dims[0];
-    if let Some(bias) = bias {
-        expect_shape("matmul bias", &Shape::new([n]), &bias.shape)?;
-    }
-    let mut out_dims = batch.to_vec();
-    out_dims.push(n);
-    expect_shape("matmul output", &Shape::new(out_dims), &output.shape)?;
-    check_slot(OP, "x", x)?;
-    check_slot(OP, "weight", w)?;
-    if let Some(bias) = bias {
-        check_slot(OP, "bias", bias)?;
-    }
-    check_slot(OP, "output", output)?;
-    let m: usize = batch.iter().product();
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    let m = kernel_u32(OP, "M (rows of x)", m, kernels::MATMUL_MAX_M)?;
-    let n = kernel_u32(OP, "N", n, kernels::MAX_DIM)?;
-    let k = kernel_u32(OP, "K", k, kernels::MAX_DIM)?;
-
-    let function = backend.function(kernel)?;
-    let stream = &backend.stream;
-    let x_ptr = x.slot.device_ptr(stream);
-    let w_ptr = w.slot.device_ptr(stream);
-    let bias_ptr: u64 = bias.map_or(0, |b| b.slot.device_ptr(stream)); // 0: no bias
-    let out_ptr = output.slot.device_ptr(stream);
-    let mut launch = stream.launch_builder(function);
-    launch
-        .arg(&x_ptr)
-        .arg(&w_ptr)
-        .arg(&bias_ptr)
-        .arg(&out_ptr)
-        .arg(&m)
-        .arg(&n)
-        .arg(&k);
-    // SAFETY: the arguments match the kernel's parameters (u64 a, w, bias, out; u32 m, n, k).
-    // It reads a[..m * k] (f32), w[..n * k] and bias[..n] (the weight dtype; bias only when
-    // non-null) and writes out[..m * n] (f32), every access bounds-checked against m, n, k;
-    // check_slot proved each slot holds its operand, aligned for its dtype, and the grid
-    // fits (m <= MATMUL_MAX_M). Allocations are freed stream-ordered, after the launch.
-    unsafe { launch.launch(config(kernels::matmul_dims(m, n))) }.map_err(launch_err(kernel))?;
     Ok(())
 }

@@ -1,15 +1,45 @@
 //! RoPE and attention: plain attention (optional causal mask and additive mask, GQA) and
 //! cached attention, which appends the new K/V rows to the cache and attends over it.
+//!
+//! Kernel choice (activations and the cache stay f32 in memory either way):
+//! - prefill shapes (at least `FLASH_MIN_ROWS` query rows, head_dim 64/72/80/128, no additive
+//!   mask): `flash_attention_d*`, tensor cores with Q, K, V and the probabilities rounded to
+//!   bf16 (f32 softmax and accumulation; NMSE ~1e-5 against f32 attention);
+//! - cached attention with fewer rows (decode), head_dim 64/128: the f32 split-KV pair
+//!   `attention_decode_d*_r*` + `attention_decode_combine_f32`, its partials in a backend
+//!   state buffer sized by the (static) shapes;
+//! - everything else, and every call when `IRIS_CUDA_EXACT_ATTENTION=1` (for exact f32
+//!   checks): `attention_f32`, one warp per query row, f32 throughout.
+//!
+//! The fast kernels use float4 loads, so they also need 16-byte aligned operands (graph arenas
+//! align to 64 bytes; anything else falls back to `attention_f32`).
+
+use std::sync::OnceLock;
 
 use iris_kernels::cuda as kernels;
+use iris_kernels::cuda::attention_decode::{
+    combine_dims, decode_dims, decode_plan, DecodePlan, ATTENTION_DECODE_COMBINE_F32,
+};
+use iris_kernels::cuda::flash_attention::{
+    flash_attention_dims, flash_attention_kernel, FLASH_MIN_ROWS,
+};
 
 use super::ops::{check_slot, expect_inputs, expect_shape, invalid, kernel_u32, unsupported};
 use super::ops_more::{elements, expect_f32, launch, ptr, Arg};
 use super::{CudaBackend, CudaSlot};
-use crate::backend::Operand;
+use crate::backend::{Backend, Operand};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::layout::Shape;
+
+/// Set to `1` to run every attention on the exact f32 kernel.
+const EXACT_ATTENTION_ENV: &str = "IRIS_CUDA_EXACT_ATTENTION";
+
+/// Whether `IRIS_CUDA_EXACT_ATTENTION=1` (read once).
+fn exact_attention() -> bool {
+    static EXACT: OnceLock<bool> = OnceLock::new();
+    *EXACT.get_or_init(|| std::env::var(EXACT_ATTENTION_ENV).is_ok_and(|v| v.trim() == "1"))
+}
 
 /// `[x [B, T, H, D], positions i64 [B, T]]`, inv_freq uploaded in `table`.
 pub(super) fn rope(
@@ -108,6 +138,239 @@ fn attention_dims(
     Ok((b, tq, hq, hkv, d))
 }
 
+/// One attention call as every kernel sees it: sizes, where keys/values live (element
+/// strides), scale and causality.
+struct Call {
+    b: usize,
+    tq: usize,
+    hq: usize,
+    hkv: usize,
+    d: usize,
+    kv_batch: usize,
+    kv_head: usize,
+    kv_pos: usize,
+    /// Rows of the KV buffer (the cache capacity; Tk for plain attention).
+    max_kv: usize,
+    /// Keys for plain attention; 0 in cache mode (kv_len = *past + tq, read on the device).
+    kv_len: usize,
+    scale: f32,
+    causal: bool,
+}
+
+/// Device addresses of one call's operands (`past` 0 for plain attention).
+struct Ptrs {
+    q: u64,
+    k: u64,
+    v: u64,
+    out: u64,
+    past: u64,
+}
+
+impl Call {
+    fn group(&self) -> u32 {
+        (self.hq / self.hkv) as u32
+    }
+
+    /// scale * log2(e): the fast kernels work in the log2 domain (ex2).
+    fn scale_log2(&self) -> f32 {
+        (self.scale as f64 * std::f64::consts::LOG2_E) as f32
+    }
+}
+
+fn dev(backend: &CudaBackend, operand: &Operand<CudaSlot>) -> u64 {
+    operand.slot.device_ptr(&backend.stream)
+}
+
+fn aligned16(backend: &CudaBackend, operands: &[&Operand<CudaSlot>]) -> bool {
+    operands.iter().all(|o| dev(backend, o).is_multiple_of(16))
+}
+
+/// The flash kernel for this call, when it applies (see the module header).
+fn flash_kernel(
+    backend: &CudaBackend,
+    call: &Call,
+    operands: &[&Operand<CudaSlot>],
+) -> Option<&'static str> {
+    if exact_attention()
+        || call.tq < FLASH_MIN_ROWS
+        || call.hq > 65535
+        || !aligned16(backend, operands)
+    {
+        return None;
+    }
+    flash_attention_kernel(call.d)
+}
+
+/// The split-KV plan for a cached call, when it applies.
+fn decode_kernel(
+    backend: &CudaBackend,
+    call: &Call,
+    operands: &[&Operand<CudaSlot>],
+) -> Option<DecodePlan> {
+    if exact_attention() || call.tq >= FLASH_MIN_ROWS || !aligned16(backend, operands) {
+        return None;
+    }
+    let plan = decode_plan(
+        call.d,
+        call.hq / call.hkv,
+        call.tq,
+        call.b,
+        call.hkv,
+        call.max_kv,
+    )?;
+    let rows = call.b * call.tq * call.hq;
+    let fits = call.hkv * plan.row_groups as usize <= 65535
+        && plan.scratch_len(rows, call.d) <= kernels::MAX_DIM;
+    fits.then_some(plan)
+}
+
+/// Launches `attention_f32` (`mask` 0 for none).
+///
+/// # Safety
+/// `ptrs` and `mask` must address live device buffers holding the operands `call` describes
+/// (q, out [B, tq, hq, d]; keys/values at `call`'s strides for max_kv rows; the mask
+/// [B, tq, kv_len]; past_len one i64), checked by the caller.
+unsafe fn run_f32(backend: &CudaBackend, call: &Call, ptrs: &Ptrs, mask: u64) -> Result<()> {
+    // SAFETY: attention_f32's parameters in order; it reads q, k, v (within max_kv rows:
+    // in cache mode kv_len is checked against max_kv on the device) and the mask inside the
+    // shapes the caller checked, and writes out [B, tq, hq, d].
+    unsafe {
+        launch(
+            backend,
+            "attention_f32",
+            kernels::attention_dims(call.hq as u32, call.tq as u32, call.b as u32),
+            &[
+                Arg::Ptr(ptrs.q),
+                Arg::Ptr(ptrs.k),
+                Arg::Ptr(ptrs.v),
+                Arg::Ptr(mask),
+                Arg::Ptr(ptrs.out),
+                Arg::Ptr(ptrs.past),
+                Arg::U32(call.tq as u32),
+                Arg::U32(call.kv_len as u32),
+                Arg::U32(call.hq as u32),
+                Arg::U32(call.group()),
+                Arg::U32(call.d as u32),
+                Arg::U32(call.kv_batch as u32),
+                Arg::U32(call.kv_head as u32),
+                Arg::U32(call.kv_pos as u32),
+                Arg::U32(call.max_kv as u32),
+                Arg::F32(call.scale),
+                Arg::U32(call.causal as u32),
+            ],
+        )
+    }
+}
+
+/// Launches a `flash_attention_d*` kernel.
+///
+/// # Safety
+/// As [`run_f32`], and every address 16-byte aligned (`aligned16`).
+unsafe fn run_flash(
+    backend: &CudaBackend,
+    kernel: &'static str,
+    call: &Call,
+    ptrs: &Ptrs,
+) -> Result<()> {
+    // SAFETY: the flash kernels' parameters in order (see their headers); they read q rows
+    // < tq, key/value rows < kv_len <= max_kv (cache mode checks kv_len on the device) and
+    // write out rows < tq, all inside the buffers the caller checked; float4 accesses are
+    // aligned because every base is 16-byte aligned and head_dim is a multiple of 8.
+    unsafe {
+        launch(
+            backend,
+            kernel,
+            flash_attention_dims(call.tq as u32, call.hq as u32, call.b as u32),
+            &[
+                Arg::Ptr(ptrs.q),
+                Arg::Ptr(ptrs.k),
+                Arg::Ptr(ptrs.v),
+                Arg::Ptr(ptrs.out),
+                Arg::Ptr(ptrs.past),
+                Arg::U32(call.tq as u32),
+                Arg::U32(call.kv_len as u32),
+                Arg::U32(call.hq as u32),
+                Arg::U32(call.group()),
+                Arg::U32(call.kv_batch as u32),
+                Arg::U32(call.kv_head as u32),
+                Arg::U32(call.kv_pos as u32),
+                Arg::U32(call.max_kv as u32),
+                Arg::F32(call.scale_log2()),
+                Arg::U32(call.causal as u32),
+            ],
+        )
+    }
+}
+
+/// Split-KV decode over the cache, then the chunk merge into `out`. The partials live in a
+/// backend state buffer named by its size, so every decode graph of the same shapes shares
+/// one and nothing is allocated after the first step.
+///
+/// # Safety
+/// As [`run_f32`] in cache mode (`ptrs.past` set), every address 16-byte aligned.
+unsafe fn run_decode(
+    backend: &mut CudaBackend,
+    plan: &DecodePlan,
+    call: &Call,
+    ptrs: &Ptrs,
+) -> Result<()> {
+    let rows = call.b * call.tq * call.hq;
+    let len = plan.scratch_len(rows, call.d);
+    let scratch = backend.state(
+        &format!("cuda.attention_decode.partials.{len}"),
+        DType::F32,
+        &Shape::new([len]),
+    )?;
+    let part_o = scratch.device_ptr(&backend.stream);
+    let part_ml = part_o + (rows * plan.chunks as usize * call.d * 4) as u64;
+    // SAFETY: the decode kernel's parameters in order; it reads q rows of the call, cache
+    // rows < kv_len <= max_kv (checked on the device) and writes, per real row and chunk,
+    // d floats at part_o and two at part_ml: rows * chunks * (d + 2) floats, the scratch
+    // length. The scratch is a whole allocation (aligned), d * 4 a multiple of 16.
+    unsafe {
+        launch(
+            backend,
+            plan.kernel,
+            decode_dims(plan, call.hkv as u32, call.b as u32),
+            &[
+                Arg::Ptr(ptrs.q),
+                Arg::Ptr(ptrs.k),
+                Arg::Ptr(ptrs.v),
+                Arg::Ptr(part_o),
+                Arg::Ptr(part_ml),
+                Arg::Ptr(ptrs.past),
+                Arg::U32(call.tq as u32),
+                Arg::U32(call.hq as u32),
+                Arg::U32(call.group()),
+                Arg::U32(call.kv_batch as u32),
+                Arg::U32(call.kv_head as u32),
+                Arg::U32(call.kv_pos as u32),
+                Arg::U32(call.max_kv as u32),
+                Arg::U32(plan.chunk_len),
+                Arg::U32(plan.chunks),
+                Arg::U32(plan.row_groups),
+                Arg::F32(call.scale_log2()),
+            ],
+        )?;
+    }
+    // SAFETY: the combine kernel reads rows * chunks partials (written just above, stream
+    // order) and writes out [rows, d]; chunks <= 64 as the kernel requires.
+    unsafe {
+        launch(
+            backend,
+            ATTENTION_DECODE_COMBINE_F32.kernels[0],
+            combine_dims(rows as u32),
+            &[
+                Arg::Ptr(part_o),
+                Arg::Ptr(part_ml),
+                Arg::Ptr(ptrs.out),
+                Arg::U32(plan.chunks),
+                Arg::U32(call.d as u32),
+            ],
+        )
+    }
+}
+
 pub(super) fn attention(
     backend: &CudaBackend,
     causal: bool,
@@ -135,40 +398,41 @@ pub(super) fn attention(
     if q.shape.numel() == 0 {
         return Ok(());
     }
-    let mask_ptr = mask.map_or(Arg::Ptr(0), |m| ptr(backend, m));
-    // SAFETY: attention_f32's parameters in order; with past_len = 0 it reads q, k, v
-    // (strides of a contiguous [B, Tk, Hkv, D]) and the mask inside their checked shapes and
-    // writes out [B, Tq, Hq, D].
-    unsafe {
-        launch(
-            backend,
-            "attention_f32",
-            kernels::attention_dims(hq as u32, tq as u32, b as u32),
-            &[
-                ptr(backend, q),
-                ptr(backend, k),
-                ptr(backend, v),
-                mask_ptr,
-                ptr(backend, output),
-                Arg::Ptr(0),
-                Arg::U32(tq as u32),
-                Arg::U32(tk as u32),
-                Arg::U32(hq as u32),
-                Arg::U32((hq / hkv) as u32),
-                Arg::U32(d as u32),
-                Arg::U32((tk * hkv * d) as u32),
-                Arg::U32(d as u32),
-                Arg::U32((hkv * d) as u32),
-                Arg::U32(tk as u32),
-                Arg::F32(scale),
-                Arg::U32(causal as u32),
-            ],
-        )
+    let call = Call {
+        b,
+        tq,
+        hq,
+        hkv,
+        d,
+        kv_batch: tk * hkv * d,
+        kv_head: d,
+        kv_pos: hkv * d,
+        max_kv: tk,
+        kv_len: tk,
+        scale,
+        causal,
+    };
+    let ptrs = Ptrs {
+        q: dev(backend, q),
+        k: dev(backend, k),
+        v: dev(backend, v),
+        out: dev(backend, output),
+        past: 0,
+    };
+    if !has_mask {
+        if let Some(kernel) = flash_kernel(backend, &call, &[q, k, v, output]) {
+            // SAFETY: q, k, v (contiguous [B, Tk, Hkv, D]) and out were checked above and
+            // are 16-byte aligned (flash_kernel).
+            return unsafe { run_flash(backend, kernel, &call, &ptrs) };
+        }
     }
+    let mask_ptr = mask.map_or(0, |m| dev(backend, m));
+    // SAFETY: q, k, v, the mask and out were checked above; past_len 0 (plain mode).
+    unsafe { run_f32(backend, &call, &ptrs, mask_ptr) }
 }
 
 pub(super) fn cached_attention(
-    backend: &CudaBackend,
+    backend: &mut CudaBackend,
     scale: f32,
     inputs: &[Operand<CudaSlot>],
     output: &Operand<CudaSlot>,
@@ -237,7 +501,7 @@ pub(super) fn cached_attention(
                 ptr(backend, v),
                 ptr(backend, k_cache),
                 ptr(backend, v_cache),
-                ptr(backend, past),
+                past_ptr,
                 err_ptr,
                 Arg::U32(n),
                 Arg::U32(t as u32),
@@ -247,32 +511,38 @@ pub(super) fn cached_attention(
             ],
         )?;
     }
+    let call = Call {
+        b,
+        tq: t,
+        hq,
+        hkv,
+        d,
+        kv_batch: hkv * max_seq * d,
+        kv_head: max_seq * d,
+        kv_pos: d,
+        max_kv: max_seq,
+        kv_len: 0,
+        scale,
+        causal: true,
+    };
+    let ptrs = Ptrs {
+        q: dev(backend, q),
+        k: dev(backend, k_cache),
+        v: dev(backend, v_cache),
+        out: dev(backend, output),
+        past: dev(backend, past),
+    };
+    let operands = [q, k_cache, v_cache, output];
+    if let Some(kernel) = flash_kernel(backend, &call, &operands) {
+        // SAFETY: q, out and the [B, Hkv, S, D] caches were checked above and are 16-byte
+        // aligned; kv_len = past_len + T is checked against S on the device.
+        return unsafe { run_flash(backend, kernel, &call, &ptrs) };
+    }
+    if let Some(plan) = decode_kernel(backend, &call, &operands) {
+        // SAFETY: as for the flash kernel.
+        return unsafe { run_decode(backend, &plan, &call, &ptrs) };
+    }
     // SAFETY: attention_f32 in cache mode: kv_len = past_len + T read on the device and
     // checked against max_seq before any cache row is read; cache strides [B, Hkv, S, D].
-    unsafe {
-        launch(
-            backend,
-            "attention_f32",
-            kernels::attention_dims(hq as u32, t as u32, b as u32),
-            &[
-                ptr(backend, q),
-                ptr(backend, k_cache),
-                ptr(backend, v_cache),
-                Arg::Ptr(0),
-                ptr(backend, output),
-                past_ptr,
-                Arg::U32(t as u32),
-                Arg::U32(0),
-                Arg::U32(hq as u32),
-                Arg::U32((hq / hkv) as u32),
-                Arg::U32(d as u32),
-                Arg::U32((hkv * max_seq * d) as u32),
-                Arg::U32((max_seq * d) as u32),
-                Arg::U32(d as u32),
-                Arg::U32(max_seq as u32),
-                Arg::F32(scale),
-                Arg::U32(1),
-            ],
-        )
-    }
+    unsafe { run_f32(backend, &call, &ptrs, 0) }
 }

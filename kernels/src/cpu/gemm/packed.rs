@@ -1,0 +1,455 @@
+//! GEMM over weights packed once (AVX-512): `out[m, n] = a[m, k] @ w[n, k]^T + bias[n]`, the
+//! contract of `cpu::reference::matmul`, for prefill and vision shapes.
+//!
+//! The per-call path in `mod.rs` re-packs (and widens) the whole weight on every call, which
+//! cost a quarter of a prefill. Here [`PackedWeights::pack`] lays a weight out once, at its
+//! first use, in the order the micro-kernel reads it; the runtime keeps it beside the
+//! mapped file. Layout: columns (rows of `w`) in groups of `NR` = 32, each group `[k][32]`
+//! (f32) or `[k/2][32][2]` bf16 pairs (k padded to even with zeros), zeros past `n`.
+//! The bf16 pair order serves both kernels: the FMA kernel splits a pair into two f32
+//! vectors with a shift and a mask; `vdpbf16ps` consumes it as is.
+//!
+//! Micro-kernel: `MR` = 12 rows of `a` (broadcast) x 32 columns (2 zmm) = 24 accumulators.
+//! `a` is packed per call into panels `[k][12]` (f32) or `[k/2][12][2]` (bf16 dot), zeros
+//! past `m`. Work is split over rayon into tiles of up to 40 panels x `COL_GROUPS`
+//! groups; inside a tile `k` runs in blocks of `KC` so a group's block (`KC x 32`) stays in
+//! L1 while the tile's `a` panels (up to 480 rows) stream from L2, and each block of `w` is
+//! read from memory once per row tile. Results go to `out` with the bias in the
+//! first block, accumulated in later ones, masked at the edges.
+//!
+//! Precision: f32 and bf16 weights with f32 activations are exact f32 FMA (NMSE vs the
+//! reference ~1e-14). [`Precision::Bf16Dot`] (bf16 weights, AVX512-BF16) rounds `a` to bf16
+//! and runs `vdpbf16ps` at twice the FMA rate: bf16 compute, as PyTorch's bf16 matmul.
+//!
+//! | weights | 512x1536x576, 2 threads (AMD EPYC, AVX-512) |
+//! |---|---|
+//! | see BENCHMARKS.md | |
+
+use std::cell::RefCell;
+
+use half::bf16;
+use rayon::prelude::*;
+
+use super::packed_avx512 as simd;
+use crate::cpu::isa::{CpuFeatures, Isa};
+use crate::cpu::simd::SendPtr;
+use crate::WeightSlice;
+
+/// Rows of `a` per micro-tile (broadcast).
+pub(super) const MR: usize = 12;
+/// Columns per micro-tile and packed group (two 16-lane vectors).
+pub(crate) const NR: usize = 32;
+/// Depth of a `k` block: a group's block (`KC x 32` f32, 32 KiB) stays in L1.
+const KC: usize = 256;
+/// Most `a` panels per parallel tile: a tile's `a` block (`KC` deep) stays in L2.
+const MAX_ROW_PANELS: usize = 40;
+/// Column groups per parallel tile.
+const COL_GROUPS: usize = 4;
+
+/// A weight `w[n, k]` laid out for the packed GEMM.
+pub struct PackedWeights {
+    n: usize,
+    k: usize,
+    pub(super) data: PackedData,
+}
+
+pub(super) enum PackedData {
+    /// `[group][k][32]`.
+    F32(Vec<f32>),
+    /// `[group][k/2][32][2]` bf16 bits.
+    Bf16(Vec<u16>),
+}
+
+/// How the packed GEMM computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 activations, f32 FMA (bf16 weights widened exactly).
+    F32,
+    /// `a` rounded to bf16, `vdpbf16ps` with f32 accumulation (bf16 weights only).
+    Bf16Dot,
+}
+
+impl PackedWeights {
+    /// Whether this CPU runs the packed GEMM (the AVX-512 level).
+    pub fn supported(isa: Isa) -> bool {
+        isa == Isa::Avx512 && isa.is_supported()
+    }
+
+    /// Packs `w` (`n * k` elements, row-major `[n, k]`), f32 or bf16; `None` for other dtypes
+    /// (f16 weights keep the per-call path).
+    pub fn pack(w: WeightSlice, n: usize, k: usize) -> Option<Self> {
+        assert_eq!(w.len(), n * k, "pack: w must be [n = {n}, k = {k}]");
+        let groups = n.div_ceil(NR);
+        let data = match w {
+            WeightSlice::F32(w) => {
+                let mut data = vec![0.0f32; groups * k * NR];
+                if k > 0 {
+                    data.par_chunks_mut(k * NR)
+                        .enumerate()
+                        .for_each(|(g, dst)| {
+                            for c in 0..NR.min(n - g * NR) {
+                                let row = &w[(g * NR + c) * k..][..k];
+                                for (p, &x) in row.iter().enumerate() {
+                                    dst[p * NR + c] = x;
+                                }
+                            }
+                        });
+                }
+                PackedData::F32(data)
+            }
+            WeightSlice::BF16(w) => {
+                let k2 = k.div_ceil(2);
+                let mut data = vec![0u16; groups * k2 * NR * 2];
+                if k > 0 {
+                    data.par_chunks_mut(k2 * NR * 2)
+                        .enumerate()
+                        .for_each(|(g, dst)| {
+                            for c in 0..NR.min(n - g * NR) {
+                                let row = &w[(g * NR + c) * k..][..k];
+                                for (p, x) in row.iter().enumerate() {
+                                    dst[((p / 2) * NR + c) * 2 + p % 2] = x.to_bits();
+                                }
+                            }
+                        });
+                }
+                PackedData::Bf16(data)
+            }
+            WeightSlice::F16(_) => return None,
+        };
+        Some(PackedWeights { n, k, data })
+    }
+
+    /// Rows of the original weight (`n`).
+    pub fn rows(&self) -> usize {
+        self.n
+    }
+
+    /// Columns of the original weight (`k`).
+    pub fn cols(&self) -> usize {
+        self.k
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        match &self.data {
+            PackedData::F32(d) => d.len() * 4,
+            PackedData::Bf16(d) => d.len() * 2,
+        }
+    }
+
+    /// Whether `precision` can run on these weights on this CPU.
+    pub fn allows(&self, precision: Precision) -> bool {
+        match precision {
+            Precision::F32 => true,
+            Precision::Bf16Dot => {
+                matches!(self.data, PackedData::Bf16(_)) && CpuFeatures::detect().avx512_bf16
+            }
+        }
+    }
+}
+
+/// `out = a @ w^T + bias` over packed weights. `bias` is `n` f32 values or empty.
+/// Panics if the CPU lacks AVX-512 (or AVX512-BF16 for [`Precision::Bf16Dot`]), if the
+/// precision does not fit the weights, or if the slice lengths disagree with the sizes.
+pub fn gemm(
+    a: &[f32],
+    w: &PackedWeights,
+    bias: &[f32],
+    m: usize,
+    precision: Precision,
+    out: &mut [f32],
+) {
+    let (n, k) = (w.n, w.k);
+    assert!(
+        PackedWeights::supported(Isa::Avx512),
+        "packed GEMM needs AVX-512"
+    );
+    assert!(
+        w.allows(precision),
+        "packed GEMM: {precision:?} unavailable"
+    );
+    assert_eq!(a.len(), m * k, "packed GEMM: a must be [m = {m}, k = {k}]");
+    assert_eq!(
+        out.len(),
+        m * n,
+        "packed GEMM: out must be [m = {m}, n = {n}]"
+    );
+    assert!(
+        bias.is_empty() || bias.len() == n,
+        "packed GEMM: bias must hold n = {n}"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for row in out.chunks_mut(n) {
+            row.iter_mut()
+                .enumerate()
+                .for_each(|(j, o)| *o = bias.get(j).copied().unwrap_or(0.0));
+        }
+        return;
+    }
+    let panels = m.div_ceil(MR);
+    let groups = n.div_ceil(NR);
+    // Row tiles as even as MAX_ROW_PANELS allows: every W block is read from memory once per
+    // row tile, then reused over the tile's panels.
+    let row_panels = panels.div_ceil(panels.div_ceil(MAX_ROW_PANELS));
+    let row_tiles = panels.div_ceil(row_panels);
+    let col_tiles = groups.div_ceil(COL_GROUPS);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let job = Job {
+        m,
+        n,
+        k,
+        bias,
+        row_panels,
+        out: out_ptr,
+    };
+    match (&w.data, precision) {
+        (PackedData::F32(wd), _) => with_packed_a(a, m, k, |apack| {
+            (0..row_tiles * col_tiles).into_par_iter().for_each(|t| {
+                // SAFETY: AVX-512 asserted above; tiles are disjoint (see `Job::tile`).
+                unsafe { job.tile(t, col_tiles, apack, KernelKind::F32(wd)) }
+            })
+        }),
+        (PackedData::Bf16(wd), Precision::F32) => {
+            with_packed_a(a, m, k.next_multiple_of(2), |apack| {
+                (0..row_tiles * col_tiles).into_par_iter().for_each(|t| {
+                    // SAFETY: as above.
+                    unsafe { job.tile(t, col_tiles, apack, KernelKind::Bf16Fma(wd)) }
+                })
+            })
+        }
+        (PackedData::Bf16(wd), Precision::Bf16Dot) => {
+            let apack = pack_a_bf16(a, m, k);
+            (0..row_tiles * col_tiles).into_par_iter().for_each(|t| {
+                // SAFETY: AVX-512 and AVX512-BF16 asserted above (`allows`); as above.
+                unsafe { job.tile_dot(t, col_tiles, &apack, wd) }
+            })
+        }
+    }
+}
+
+/// The packed operand of a tile's kernel.
+#[derive(Clone, Copy)]
+enum KernelKind<'a> {
+    F32(&'a [f32]),
+    Bf16Fma(&'a [u16]),
+}
+
+struct Job<'a> {
+    m: usize,
+    n: usize,
+    k: usize,
+    bias: &'a [f32],
+    /// `a` panels per parallel tile.
+    row_panels: usize,
+    out: SendPtr,
+}
+
+impl Job<'_> {
+    /// Runs parallel tile `t`: its row panels x column groups, over every `k` block.
+    ///
+    /// # Safety
+    /// AVX-512 supported; `apack` is `a` packed as `[panel][kp][MR]` (kp = k, or k rounded up
+    /// to even for bf16 weights); each tile writes only its own rows x columns of `out`.
+    unsafe fn tile(&self, t: usize, col_tiles: usize, apack: &[f32], kind: KernelKind) {
+        let (rt, ct) = (t / col_tiles, t % col_tiles);
+        let kp = match kind {
+            KernelKind::F32(_) => self.k,
+            KernelKind::Bf16Fma(_) => self.k.next_multiple_of(2),
+        };
+        let panels = self.panels(rt);
+        let groups = ct * COL_GROUPS..(ct * COL_GROUPS + COL_GROUPS).min(self.n.div_ceil(NR));
+        for k0 in (0..kp).step_by(KC) {
+            let kc = KC.min(kp - k0);
+            for g in groups.clone() {
+                for panel in panels.clone() {
+                    let dst = self.dst(panel, g, k0);
+                    let a = apack[panel * kp * MR + k0 * MR..].as_ptr();
+                    // SAFETY: a holds kc * MR floats from here; w kc * NR elements of this
+                    // group from k0; dst as `Job::dst` (disjoint per tile).
+                    unsafe {
+                        match kind {
+                            KernelKind::F32(w) => {
+                                simd::tile_f32(kc, a, w[(g * self.k + k0) * NR..].as_ptr(), &dst)
+                            }
+                            KernelKind::Bf16Fma(w) => {
+                                simd::tile_bf16(kc / 2, a, w[(g * kp + k0) * NR..].as_ptr(), &dst)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// As [`Job::tile`] for the bf16 dot kernel: `apack` is `[panel][k2][MR][2]` bf16 bits.
+    ///
+    /// # Safety
+    /// AVX-512 and AVX512-BF16 supported; as [`Job::tile`].
+    unsafe fn tile_dot(&self, t: usize, col_tiles: usize, apack: &[u16], w: &[u16]) {
+        let (rt, ct) = (t / col_tiles, t % col_tiles);
+        let kp = self.k.next_multiple_of(2);
+        let panels = self.panels(rt);
+        let groups = ct * COL_GROUPS..(ct * COL_GROUPS + COL_GROUPS).min(self.n.div_ceil(NR));
+        for k0 in (0..kp).step_by(KC) {
+            let kc = KC.min(kp - k0);
+            for g in groups.clone() {
+                for panel in panels.clone() {
+                    let dst = self.dst(panel, g, k0);
+                    // SAFETY: apack holds kc * MR u16 from this panel's k0, w kc * NR of this
+                    // group from k0; dst as `Job::dst`.
+                    unsafe {
+                        simd::tile_bf16_dot(
+                            kc / 2,
+                            apack[panel * kp * MR + k0 * MR..].as_ptr(),
+                            w[(g * kp + k0) * NR..].as_ptr(),
+                            &dst,
+                        )
+                    }
+                }
+            }
+        }
+    }
+
+    /// The `a` panels of row tile `rt`.
+    fn panels(&self, rt: usize) -> std::ops::Range<usize> {
+        let start = rt * self.row_panels;
+        start..(start + self.row_panels).min(self.m.div_ceil(MR))
+    }
+
+    /// Where micro-tile (panel, group) lands in `out`, and how.
+    fn dst(&self, panel: usize, g: usize, k0: usize) -> simd::Dst {
+        let (i0, j0) = (panel * MR, g * NR);
+        simd::Dst {
+            // SAFETY (of the later writes): rows i0..i0 + rows < m, columns j0..j0 + cols <
+            // n lie in `out`; every (panel, group) belongs to exactly one tile, so no two
+            // tasks write the same element, and `out` outlives the parallel loop.
+            out: self.out.get().wrapping_add(i0 * self.n + j0),
+            ld: self.n,
+            rows: MR.min(self.m - i0),
+            cols: NR.min(self.n - j0),
+            bias: (k0 == 0 && !self.bias.is_empty()).then(|| self.bias[j0..].as_ptr()),
+            accumulate: k0 > 0,
+        }
+    }
+}
+
+thread_local! {
+    /// The caller thread's packed `a`, reused across calls so a prefill does not fault in
+    /// fresh pages for every matmul.
+    static A_PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Packs `a` (`[m, k]`) into zero-padded panels `[panel][kp][MR]` (`kp >= k`, columns past
+/// `k` zero) in the calling thread's reusable buffer and runs `f` on it.
+fn with_packed_a<R>(a: &[f32], m: usize, kp: usize, f: impl FnOnce(&[f32]) -> R) -> R {
+    A_PACK.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        let k_in = a.len() / m;
+        let len = m.div_ceil(MR) * kp * MR;
+        buf.clear();
+        buf.resize(len, 0.0);
+        buf.par_chunks_mut(kp * MR)
+            .enumerate()
+            .for_each(|(panel, dst)| {
+                for r in 0..MR.min(m - panel * MR) {
+                    let row = &a[(panel * MR + r) * k_in..][..k_in];
+                    for (p, &x) in row.iter().enumerate() {
+                        dst[p * MR + r] = x;
+                    }
+                }
+            });
+        f(&buf)
+    })
+}
+
+/// `apack[panel][q][r][j] = bf16(a[panel * MR + r, 2q + j])`, zeros past `m` and `k`.
+fn pack_a_bf16(a: &[f32], m: usize, k: usize) -> Vec<u16> {
+    let k2 = k.div_ceil(2);
+    let mut apack = vec![0u16; m.div_ceil(MR) * k2 * MR * 2];
+    apack
+        .par_chunks_mut(k2 * MR * 2)
+        .enumerate()
+        .for_each(|(panel, dst)| {
+            for r in 0..MR.min(m - panel * MR) {
+                let row = &a[(panel * MR + r) * k..][..k];
+                for (p, &x) in row.iter().enumerate() {
+                    dst[((p / 2) * MR + r) * 2 + p % 2] = bf16::from_f32(x).to_bits();
+                }
+            }
+        });
+    apack
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::reference;
+    use crate::testing::{assert_nmse, Rng, NMSE_F32_REDUCTION};
+
+    /// Odd sizes across the tile edges (12-row panels, 32-column groups, 96 x 128 parallel
+    /// tiles, 512-deep k blocks), f32 and bf16 weights, with and without bias.
+    #[test]
+    fn packed_gemm_matches_reference() {
+        if !PackedWeights::supported(Isa::Avx512) {
+            eprintln!("skipped: no AVX-512");
+            return;
+        }
+        let mut rng = Rng::new(131);
+        let dot = CpuFeatures::detect().avx512_bf16;
+        for (m, n, k) in [
+            (5, 1, 1),
+            (13, 33, 7),
+            (12, 32, 64),
+            (67, 130, 577),
+            (200, 37, 1031),
+            (97, 129, 2),
+            (25, 65, 1025),
+            (500, 70, 300),
+        ] {
+            let a = rng.vec(m * k, -1.0, 1.0);
+            let wf = rng.vec(n * k, -1.0, 1.0);
+            let wb: Vec<bf16> = wf.iter().map(|&x| bf16::from_f32(x)).collect();
+            let bias = rng.vec(n, -1.0, 1.0);
+            for (w, with_bias) in [
+                (WeightSlice::F32(&wf), true),
+                (WeightSlice::BF16(&wb), true),
+                (WeightSlice::BF16(&wb), false),
+            ] {
+                let packed = PackedWeights::pack(w, n, k).expect("f32/bf16 pack");
+                let b = if with_bias { &bias[..] } else { &[][..] };
+                let bs = with_bias.then_some(WeightSlice::F32(&bias));
+                let mut want = vec![0.0; m * n];
+                reference::matmul(&a, w, bs, m, n, k, &mut want);
+                let mut got = vec![f32::NAN; m * n];
+                gemm(&a, &packed, b, m, Precision::F32, &mut got);
+                let bf = matches!(w, WeightSlice::BF16(_));
+                let what = format!("packed {m}x{n}x{k} bf16={bf} bias={with_bias}");
+                assert_nmse(&what, &got, &want, NMSE_F32_REDUCTION);
+                if dot && packed.allows(Precision::Bf16Dot) {
+                    // bf16 compute: exact against the reference fed bf16-rounded activations.
+                    let ar: Vec<f32> = a.iter().map(|&x| bf16::from_f32(x).to_f32()).collect();
+                    reference::matmul(&ar, w, bs, m, n, k, &mut want);
+                    let mut got = vec![f32::NAN; m * n];
+                    gemm(&a, &packed, b, m, Precision::Bf16Dot, &mut got);
+                    assert_nmse(&format!("{what} dot"), &got, &want, NMSE_F32_REDUCTION);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f16_weights_are_not_packed_and_k_zero_gives_bias() {
+        let wh = [half::f16::from_f32(1.0); 6];
+        assert!(PackedWeights::pack(WeightSlice::F16(&wh), 2, 3).is_none());
+        if !PackedWeights::supported(Isa::Avx512) {
+            return;
+        }
+        let packed = PackedWeights::pack(WeightSlice::F32(&[]), 3, 0).expect("pack");
+        let mut out = vec![f32::NAN; 6];
+        gemm(&[], &packed, &[1.0, 2.0, 3.0], 2, Precision::F32, &mut out);
+        assert_eq!(out, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+    }
+}

@@ -1,0 +1,148 @@
+//! AVX-512 micro-kernels of the packed GEMM (`packed.rs`): a 12 x 32 tile of `out` in 24 zmm
+//! (12 rows of `a` broadcast, 32 columns of packed `w` in two vectors), then a masked
+//! write-back that adds the bias (first `k` block) or the partial sums already in `out`.
+
+// AVX-512 intrinsics are stable since Rust 1.89.
+#![allow(clippy::incompatible_msrv)]
+
+use std::arch::x86_64::*;
+
+use super::packed::{MR, NR};
+
+/// Where and how a tile is written.
+pub(super) struct Dst {
+    /// Element (row 0, column 0) of the tile in `out`.
+    pub out: *mut f32,
+    /// Row stride of `out`.
+    pub ld: usize,
+    pub rows: usize,
+    pub cols: usize,
+    /// `cols` bias values to add (first `k` block only).
+    pub bias: Option<*const f32>,
+    /// Add to what `out` holds (later `k` blocks).
+    pub accumulate: bool,
+}
+
+type Acc = [[__m512; 2]; MR];
+
+/// `acc[r] += sum_p a[p * MR + r] * w[p * NR ..][..32]` over `kc` steps, f32 weights.
+///
+/// # Safety
+/// AVX-512 level supported; `a` holds `kc * MR`, `w` `kc * NR` floats; `dst` as [`store`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+pub(super) unsafe fn tile_f32(kc: usize, a: *const f32, w: *const f32, dst: &Dst) {
+    let mut acc: Acc = [[_mm512_setzero_ps(); 2]; MR];
+    // SAFETY: p < kc keeps every read inside a / w (caller's contract).
+    unsafe {
+        for p in 0..kc {
+            let w0 = _mm512_loadu_ps(w.add(p * NR));
+            let w1 = _mm512_loadu_ps(w.add(p * NR + 16));
+            let ap = a.add(p * MR);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*ap.add(r));
+                acc[0] = _mm512_fmadd_ps(x, w0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(x, w1, acc[1]);
+            }
+        }
+        store(&acc, dst);
+    }
+}
+
+/// As [`tile_f32`] with bf16 weights in pairs `[q][32][2]` (`k2` pairs), widened exactly:
+/// the even element of a pair is its low half shifted up, the odd one its high half.
+///
+/// # Safety
+/// AVX-512 level supported; `a` holds `2 k2 MR` floats, `w` `2 k2 NR` u16; `dst` as [`store`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+pub(super) unsafe fn tile_bf16(k2: usize, a: *const f32, w: *const u16, dst: &Dst) {
+    let mut acc: Acc = [[_mm512_setzero_ps(); 2]; MR];
+    let high = _mm512_set1_epi32(0xffff_0000u32 as i32);
+    // SAFETY: q < k2 keeps every read inside a / w (caller's contract).
+    unsafe {
+        for q in 0..k2 {
+            let x0 = _mm512_loadu_si512(w.add(q * 2 * NR) as *const _);
+            let x1 = _mm512_loadu_si512(w.add(q * 2 * NR + NR) as *const _);
+            let even = [
+                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(x0)),
+                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(x1)),
+            ];
+            let odd = [
+                _mm512_castsi512_ps(_mm512_and_si512(x0, high)),
+                _mm512_castsi512_ps(_mm512_and_si512(x1, high)),
+            ];
+            let ae = a.add(2 * q * MR);
+            let ao = ae.add(MR);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xe = _mm512_set1_ps(*ae.add(r));
+                acc[0] = _mm512_fmadd_ps(xe, even[0], acc[0]);
+                acc[1] = _mm512_fmadd_ps(xe, even[1], acc[1]);
+                let xo = _mm512_set1_ps(*ao.add(r));
+                acc[0] = _mm512_fmadd_ps(xo, odd[0], acc[0]);
+                acc[1] = _mm512_fmadd_ps(xo, odd[1], acc[1]);
+            }
+        }
+        store(&acc, dst);
+    }
+}
+
+/// bf16 dot-product tile: `a` as bf16 pairs `[q][MR][2]`, `w` as `[q][32][2]`; each
+/// `vdpbf16ps` multiplies a pair of each and adds both products in f32.
+///
+/// # Safety
+/// AVX-512 and AVX512-BF16 supported; `a` holds `2 k2 MR`, `w` `2 k2 NR` u16; `dst` as
+/// [`store`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c")]
+pub(super) unsafe fn tile_bf16_dot(k2: usize, a: *const u16, w: *const u16, dst: &Dst) {
+    let mut acc: Acc = [[_mm512_setzero_ps(); 2]; MR];
+    // SAFETY: q < k2 keeps every read inside a / w (caller's contract); the transmutes
+    // reinterpret 512 bits of bf16 pairs as the bf16 vector type.
+    unsafe {
+        for q in 0..k2 {
+            let w0: __m512bh =
+                std::mem::transmute(_mm512_loadu_si512(w.add(q * 2 * NR) as *const _));
+            let w1: __m512bh =
+                std::mem::transmute(_mm512_loadu_si512(w.add(q * 2 * NR + NR) as *const _));
+            let ap = a.add(q * 2 * MR) as *const i32;
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x: __m512bh =
+                    std::mem::transmute(_mm512_set1_epi32(ap.add(r).read_unaligned()));
+                acc[0] = _mm512_dpbf16_ps(acc[0], x, w0);
+                acc[1] = _mm512_dpbf16_ps(acc[1], x, w1);
+            }
+        }
+        store(&acc, dst);
+    }
+}
+
+/// Writes the tile's `rows x cols` corner: `out = acc (+ bias)` or `out += acc`.
+///
+/// # Safety
+/// AVX-512 level supported; `dst.out + r * ld + c` is valid for reads and writes for every
+/// `r < rows`, `c < cols`, and `dst.bias` (if any) for `cols` reads.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+unsafe fn store(acc: &Acc, dst: &Dst) {
+    let masks = [
+        ((1u32 << dst.cols.min(16)) - 1) as u16,
+        ((1u32 << dst.cols.saturating_sub(16).min(16)) - 1) as u16,
+    ];
+    // SAFETY: only lanes below `cols` and rows below `rows` are touched (caller's contract).
+    unsafe {
+        let bias = dst
+            .bias
+            .map(|b| [0, 1].map(|h| _mm512_maskz_loadu_ps(masks[h], b.add(16 * h))));
+        for (r, acc) in acc.iter().enumerate().take(dst.rows) {
+            let row = dst.out.add(r * dst.ld);
+            for h in 0..2 {
+                let p = row.add(16 * h);
+                let mut v = acc[h];
+                if dst.accumulate {
+                    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(masks[h], p));
+                } else if let Some(b) = bias {
+                    v = _mm512_add_ps(v, b[h]);
+                }
+                _mm512_mask_storeu_ps(p, masks[h], v);
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! GEMV over packed weights (AVX-512), for decode (`m <= 4`): `out[m, n] = x[m, k] @ w[n, k]^T
+//! + bias[n]` reading the copy `PackedWeights::pack` made for the prefill GEMM, so a weight
+//! used by both is resident once (the original mapped pages are not touched again) and is
+//! streamed linearly: each group of 32 columns is one contiguous run of `k x 32` values.
+//!
+//! Per group: the `m` rows of `x` are broadcast, 32 columns are two vectors; bf16 pairs are
+//! split into their even and odd elements, each with its own accumulators (four chains per
+//! row, so a single-row decode is not bound by FMA latency). Groups are split over rayon when
+//! the matrix is large enough to pay for waking the pool. No allocation.
+
+// AVX-512 intrinsics are stable since Rust 1.89.
+#![allow(clippy::incompatible_msrv)]
+
+use std::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+use super::packed::{PackedData, PackedWeights, NR};
+use crate::cpu::isa::Isa;
+use crate::cpu::simd::SendPtr;
+use crate::WeightSlice;
+
+/// Most rows of `x`.
+pub const MAX_M: usize = 4;
+/// Multiply-adds (`n k`) below which the call stays on the calling thread.
+const PAR_MIN_MACS: usize = 1 << 16;
+/// Column groups per parallel task.
+const GROUPS_PER_TASK: usize = 4;
+
+/// `out = x @ w^T + bias` for `m <= MAX_M` rows. Panics without AVX-512 or if the sizes
+/// disagree.
+pub fn gemv(x: &[f32], w: &PackedWeights, bias: Option<WeightSlice>, m: usize, out: &mut [f32]) {
+    let (n, k) = (w.rows(), w.cols());
+    assert!(
+        PackedWeights::supported(Isa::Avx512),
+        "packed GEMV needs AVX-512"
+    );
+    assert!(m <= MAX_M, "packed GEMV: m = {m} > {MAX_M}");
+    assert_eq!(x.len(), m * k, "packed GEMV: x must be [m = {m}, k = {k}]");
+    assert_eq!(
+        out.len(),
+        m * n,
+        "packed GEMV: out must be [m = {m}, n = {n}]"
+    );
+    if let Some(b) = &bias {
+        assert_eq!(b.len(), n, "packed GEMV: bias must hold n = {n} elements");
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    let groups = n.div_ceil(NR);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let run = |g: usize| {
+        let cols = NR.min(n - g * NR);
+        let mut b = [0.0f32; NR];
+        if let Some(bias) = bias {
+            for (c, b) in b.iter_mut().enumerate().take(cols) {
+                *b = bias.get(g * NR + c);
+            }
+        }
+        let job = Group {
+            x,
+            m,
+            k,
+            bias: &b,
+            cols,
+            // SAFETY (of the writes in `run_*`): columns g*32..g*32 + cols of the m rows lie
+            // in `out`; each group is run once, so no two tasks write the same element, and
+            // `out` outlives the parallel loop.
+            out: out_ptr.get().wrapping_add(g * NR),
+            ld: n,
+        };
+        // SAFETY: AVX-512 asserted above; the group's packed data is `k x 32` (f32) or
+        // `k2 x 32 x 2` (bf16) values from its start.
+        unsafe {
+            match &w.data {
+                PackedData::F32(d) => job.run_f32(d[g * k * NR..].as_ptr()),
+                PackedData::Bf16(d) => job.run_bf16(d[g * k.div_ceil(2) * 2 * NR..].as_ptr()),
+            }
+        }
+    };
+    if n * k < PAR_MIN_MACS {
+        (0..groups).for_each(run);
+    } else {
+        (0..groups.div_ceil(GROUPS_PER_TASK))
+            .into_par_iter()
+            .for_each(|t| {
+                (t * GROUPS_PER_TASK..((t + 1) * GROUPS_PER_TASK).min(groups)).for_each(run)
+            });
+    }
+}
+
+/// One group of 32 columns.
+struct Group<'a> {
+    x: &'a [f32],
+    m: usize,
+    k: usize,
+    bias: &'a [f32; NR],
+    cols: usize,
+    out: *mut f32,
+    ld: usize,
+}
+
+type Acc = [[__m512; 4]; MAX_M];
+
+impl Group<'_> {
+    /// # Safety
+    /// AVX-512 supported; `w` holds `k * 32` floats; `out` as in [`gemv`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    unsafe fn run_f32(&self, w: *const f32) {
+        let mut acc: Acc = [[_mm512_setzero_ps(); 4]; MAX_M];
+        let x = self.x.as_ptr();
+        // SAFETY: p < k keeps reads inside w and each row of x (caller's contract).
+        unsafe {
+            let mut p = 0;
+            while p + 2 <= self.k {
+                let w0 = _mm512_loadu_ps(w.add(p * NR));
+                let w1 = _mm512_loadu_ps(w.add(p * NR + 16));
+                let w2 = _mm512_loadu_ps(w.add(p * NR + 32));
+                let w3 = _mm512_loadu_ps(w.add(p * NR + 48));
+                for (r, acc) in acc.iter_mut().enumerate().take(self.m) {
+                    let a0 = _mm512_set1_ps(*x.add(r * self.k + p));
+                    let a1 = _mm512_set1_ps(*x.add(r * self.k + p + 1));
+                    acc[0] = _mm512_fmadd_ps(a0, w0, acc[0]);
+                    acc[1] = _mm512_fmadd_ps(a0, w1, acc[1]);
+                    acc[2] = _mm512_fmadd_ps(a1, w2, acc[2]);
+                    acc[3] = _mm512_fmadd_ps(a1, w3, acc[3]);
+                }
+                p += 2;
+            }
+            if p < self.k {
+                let w0 = _mm512_loadu_ps(w.add(p * NR));
+                let w1 = _mm512_loadu_ps(w.add(p * NR + 16));
+                for (r, acc) in acc.iter_mut().enumerate().take(self.m) {
+                    let a0 = _mm512_set1_ps(*x.add(r * self.k + p));
+                    acc[0] = _mm512_fmadd_ps(a0, w0, acc[0]);
+                    acc[1] = _mm512_fmadd_ps(a0, w1, acc[1]);
+                }
+            }
+            self.store(&acc);
+        }
+    }
+
+    /// # Safety
+    /// AVX-512 supported; `w` holds `k2 * 64` u16 (bf16 pairs `[q][32][2]`); `out` as in
+    /// [`gemv`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    unsafe fn run_bf16(&self, w: *const u16) {
+        let mut acc: Acc = [[_mm512_setzero_ps(); 4]; MAX_M];
+        let high = _mm512_set1_epi32(0xffff_0000u32 as i32);
+        let x = self.x.as_ptr();
+        let k2 = self.k / 2;
+        // SAFETY: q < k2 (and the odd tail, pair k2, only when k is odd) keep reads inside
+        // w and each row of x (caller's contract).
+        unsafe {
+            for q in 0..self.k.div_ceil(2) {
+                let x0 = _mm512_loadu_si512(w.add(q * 2 * NR) as *const _);
+                let x1 = _mm512_loadu_si512(w.add(q * 2 * NR + NR) as *const _);
+                let even0 = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(x0));
+                let even1 = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(x1));
+                let odd0 = _mm512_castsi512_ps(_mm512_and_si512(x0, high));
+                let odd1 = _mm512_castsi512_ps(_mm512_and_si512(x1, high));
+                for (r, acc) in acc.iter_mut().enumerate().take(self.m) {
+                    let row = x.add(r * self.k + 2 * q);
+                    let ae = _mm512_set1_ps(*row);
+                    acc[0] = _mm512_fmadd_ps(ae, even0, acc[0]);
+                    acc[1] = _mm512_fmadd_ps(ae, even1, acc[1]);
+                    if q < k2 {
+                        let ao = _mm512_set1_ps(*row.add(1));
+                        acc[2] = _mm512_fmadd_ps(ao, odd0, acc[2]);
+                        acc[3] = _mm512_fmadd_ps(ao, odd1, acc[3]);
+                    }
+                }
+            }
+            self.store(&acc);
+        }
+    }
+
+    /// `out[r, c] = acc (both chains) + bias` for `r < m`, `c < cols`.
+    ///
+    /// # Safety
+    /// AVX-512 supported; `out` as in [`gemv`].
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    unsafe fn store(&self, acc: &Acc) {
+        let masks = [
+            ((1u32 << self.cols.min(16)) - 1) as u16,
+            ((1u32 << self.cols.saturating_sub(16).min(16)) - 1) as u16,
+        ];
+        // SAFETY: lanes below `cols` of rows below `m` (caller's contract); bias holds 32.
+        unsafe {
+            for (r, acc) in acc.iter().enumerate().take(self.m) {
+                let row = self.out.add(r * self.ld);
+                for h in 0..2 {
+                    let b = _mm512_loadu_ps(self.bias.as_ptr().add(16 * h));
+                    let v = _mm512_add_ps(_mm512_add_ps(acc[h], acc[h + 2]), b);
+                    _mm512_mask_storeu_ps(row.add(16 * h), masks[h], v);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::reference;
+    use crate::testing::{assert_nmse, Rng, NMSE_F32_REDUCTION};
+    use half::bf16;
+
+    #[test]
+    fn packed_gemv_matches_reference() {
+        if !PackedWeights::supported(Isa::Avx512) {
+            eprintln!("skipped: no AVX-512");
+            return;
+        }
+        let mut rng = Rng::new(151);
+        for (n, k) in [
+            (1, 1),
+            (33, 7),
+            (130, 577),
+            (577, 64),
+            (1000, 1031),
+            (70, 2),
+        ] {
+            let wf = rng.vec(n * k, -1.0, 1.0);
+            let wb: Vec<bf16> = wf.iter().map(|&v| bf16::from_f32(v)).collect();
+            let bias: Vec<bf16> = rng
+                .vec(n, -1.0, 1.0)
+                .into_iter()
+                .map(bf16::from_f32)
+                .collect();
+            for m in 1..=MAX_M {
+                let x = rng.vec(m * k, -1.0, 1.0);
+                for (w, with_bias) in [
+                    (WeightSlice::F32(&wf), false),
+                    (WeightSlice::BF16(&wb), true),
+                    (WeightSlice::F32(&wf), true),
+                ] {
+                    let packed = PackedWeights::pack(w, n, k).expect("pack");
+                    let b = with_bias.then_some(WeightSlice::BF16(&bias));
+                    let mut want = vec![0.0; m * n];
+                    reference::matmul(&x, w, b, m, n, k, &mut want);
+                    let mut got = vec![f32::NAN; m * n];
+                    gemv(&x, &packed, b, m, &mut got);
+                    let bf = matches!(w, WeightSlice::BF16(_));
+                    let what = format!("packed gemv {m}x{n}x{k} bf16={bf} bias={with_bias}");
+                    assert_nmse(&what, &got, &want, NMSE_F32_REDUCTION);
+                }
+            }
+        }
+    }
+}

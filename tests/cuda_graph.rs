@@ -1,0 +1,179 @@
+//! The decode step as a replayed CUDA graph (`Executor::execute_replayed` on the CUDA
+//! backend): step by step against the CPU backend's logits, greedy tokens against
+//! transformers' (tiny Llama, tiny LLaVA with an image), and graph on vs off
+//! (`IRIS_CUDA_GRAPH=0`) giving the same tokens, with both step times printed.
+//!
+//! Without a CUDA device each test prints `skipping: <reason>` and passes;
+//! `IRIS_REQUIRE_CUDA=1` makes that a failure. Run on the GPU machine with
+//! `--test-threads=1` (one test sets and restores IRIS_CUDA_GRAPH).
+#![cfg(feature = "cuda")]
+
+#[allow(dead_code)] // only `backend` is used here
+#[path = "common/cuda.rs"]
+mod cuda_common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use iris_kernels::testing::{assert_nmse, NMSE_F32_REDUCTION};
+use iris_models::generate::sampling::argmax;
+use iris_models::generate::{GenerationConfig, SamplingParams, TextSession};
+use iris_models::pipeline::{MultimodalModel, MultimodalSession};
+use iris_models::text_model::TextModel;
+use iris_runtime::backend::cpu::CpuBackend;
+use iris_runtime::backend::cuda::CudaBackend;
+use iris_runtime::graph::ReplayState;
+use iris_runtime::safetensors::WeightStore;
+
+use cuda_common::backend;
+
+const GRAPH_ENV: &str = "IRIS_CUDA_GRAPH";
+
+/// What a session that ran two or more decode steps should report.
+fn expected_state() -> ReplayState {
+    let off = std::env::var(GRAPH_ENV).is_ok_and(|v| v.trim() == "0");
+    if off {
+        ReplayState::Unavailable
+    } else {
+        ReplayState::Recorded
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+fn greedy_json(dir: &Path) -> (Vec<u32>, Vec<u32>) {
+    let text = std::fs::read_to_string(dir.join("greedy.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let ids = |key: &str| -> Vec<u32> {
+        json[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect()
+    };
+    (ids("input_ids"), ids("output_ids"))
+}
+
+fn greedy(max_new_tokens: usize) -> GenerationConfig {
+    GenerationConfig {
+        max_new_tokens,
+        sampling: SamplingParams::default(),
+        eos_token_ids: Vec::new(),
+    }
+}
+
+#[test]
+fn replayed_decode_logits_match_the_cpu_step_by_step() {
+    let Some(be) = backend() else { return };
+    let dir = fixture("tiny-llama");
+    let (prompt, _) = greedy_json(&dir);
+    let model = TextModel::load(&dir, None).unwrap();
+    let mut gpu = TextSession::new(model.model.clone(), be, 64).unwrap();
+    let mut cpu = TextSession::new(model.model.clone(), CpuBackend::new(), 64).unwrap();
+    let expected = cpu.prefill(&prompt).unwrap().to_vec();
+    assert_nmse(
+        "prefill logits",
+        gpu.prefill(&prompt).unwrap(),
+        &expected,
+        NMSE_F32_REDUCTION,
+    );
+    let mut token = argmax(&expected);
+    // Step 0 runs op by op, step 1 records, steps 2.. replay.
+    for step in 0..8 {
+        let expected = cpu.step(token).unwrap().to_vec();
+        let actual = gpu.step(token).unwrap();
+        assert_nmse(
+            &format!("decode step {step} logits"),
+            actual,
+            &expected,
+            NMSE_F32_REDUCTION,
+        );
+        token = argmax(&expected);
+    }
+    assert_eq!(gpu.decode_replay_state(), &expected_state());
+}
+
+#[test]
+fn replayed_greedy_decode_matches_transformers() {
+    let Some(be) = backend() else { return };
+    let dir = fixture("tiny-llama");
+    let (prompt, expected) = greedy_json(&dir);
+    let model = TextModel::load(&dir, None).unwrap();
+    let mut session = TextSession::new(model.model.clone(), be, 64).unwrap();
+    for run in 0..2 {
+        let out = session
+            .generate(&prompt, &greedy(expected.len()), |_| true)
+            .unwrap();
+        assert_eq!(out.tokens, expected, "tiny-llama run {run}");
+    }
+    assert_eq!(session.decode_replay_state(), &expected_state());
+
+    let Some(be) = backend() else { return };
+    let dir = fixture("tiny-llava");
+    let (prompt, expected) = greedy_json(&dir);
+    let pixels = WeightStore::open(dir.join("reference.safetensors"))
+        .unwrap()
+        .get("pixel_values")
+        .unwrap();
+    let model = Arc::new(MultimodalModel::load(&dir, None).unwrap());
+    let mut session = MultimodalSession::new(model, be, 128).unwrap();
+    let out = session
+        .generate(&prompt, Some(&pixels), &greedy(expected.len()), |_| true)
+        .unwrap();
+    assert_eq!(out.generation.tokens, expected, "tiny-llava");
+    assert_eq!(session.decode_replay_state(), &expected_state());
+}
+
+/// Greedy tokens and median step time of 48 tokens with the graph on, then off.
+#[test]
+fn graph_on_and_off_give_the_same_tokens() {
+    if backend().is_none() {
+        return;
+    }
+    let dir = fixture("tiny-llama");
+    let (prompt, _) = greedy_json(&dir);
+    let model = TextModel::load(&dir, None).unwrap();
+    let saved = std::env::var_os(GRAPH_ENV);
+    let mut runs = Vec::new();
+    for (label, value) in [("graph on", "1"), ("graph off", "0")] {
+        // Read by the backend when the decode graph records; this binary runs its tests on
+        // one thread on the GPU machine, so nothing reads the environment meanwhile.
+        std::env::set_var(GRAPH_ENV, value);
+        let be = CudaBackend::new(0).unwrap();
+        let mut session = TextSession::new(model.model.clone(), be, 128).unwrap();
+        session.generate(&prompt, &greedy(8), |_| true).unwrap(); // warm-up
+        let start = Instant::now();
+        let out = session.generate(&prompt, &greedy(48), |_| true).unwrap();
+        let mut steps: Vec<f64> = out
+            .timings
+            .decode_steps
+            .iter()
+            .map(|d| d.as_secs_f64() * 1e6)
+            .collect();
+        steps.sort_by(f64::total_cmp);
+        println!(
+            "tiny-llama {label}: median decode step {:.1} us, {:.1} ms for 48 tokens ({:?})",
+            steps[steps.len() / 2],
+            start.elapsed().as_secs_f64() * 1e3,
+            session.decode_replay_state()
+        );
+        let want = if value == "1" {
+            ReplayState::Recorded
+        } else {
+            ReplayState::Unavailable
+        };
+        assert_eq!(session.decode_replay_state(), &want, "{label}");
+        runs.push(out.tokens);
+    }
+    match saved {
+        Some(v) => std::env::set_var(GRAPH_ENV, v),
+        None => std::env::remove_var(GRAPH_ENV),
+    }
+    assert_eq!(runs[0], runs[1], "graph on and off chose different tokens");
+}
