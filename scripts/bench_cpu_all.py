@@ -178,6 +178,11 @@ def llm(args, iris, raw):
                    "--prompt-tokens", str(args.prompt_tokens), "--gen-tokens", str(args.gen_tokens),
                    "--runs", "1", "--warmup", "1", "--json"]
             results[label]["iris"].append(run_json(cmd + (["--dtype", iris_dtype] if iris_dtype else [])))
+            if label == "bf16":
+                # iris in bf16 compute too (activations rounded to bf16 in the GEMMs, as the
+                # peers' bf16 runs): the same folder with IRIS_BF16_DOT=1.
+                results[label].setdefault("iris_dot", []).append(
+                    run_json(cmd, env={**ENV, "IRIS_BF16_DOT": "1"}))
             bench = [setup["llama_bench"], "-m", setup["gguf"][gguf_type], "-t", str(THREADS), "-r", "1",
                      "-o", "json", "-n", str(args.gen_tokens)]
             # pp and tg from an empty context, then tg after a prompt-sized context (without the
@@ -203,8 +208,10 @@ def llm(args, iris, raw):
     dec = [f"| weights | iris | llama.cpp tg{g} @ d{p} | llama.cpp tg{g} @ d0 | HF | iris / llama.cpp (d{p}) "
            "| iris / HF | iris step p50 / p99 ms |", "|---|---|---|---|---|---|---|---|"]
     ttft = ["| weights | iris load ms | iris TTFT ms |", "|---|---|---|"]
-    for label, *_ in PRECISIONS:
-        res = results[label]
+    rows = [(label, results[label], "iris") for label, *_ in PRECISIONS]
+    rows.insert(2, ("bf16, iris bf16 compute", results["bf16"], "iris_dot"))
+    for label, res, iris_key in rows:
+        res = {**res, "iris": res[iris_key]}
         ip = median(x["prefill_tok_s"] for x in res["iris"])
         idec = median(x["decode_tok_s"] for x in res["iris"])
         lp = llama_rate(res["llama"], p, 0, 0)

@@ -1,0 +1,151 @@
+"""Cases for the bf16 tensor-core matmul family: cast_f32_bf16, pad_bf16, gemm_bf16_mma and
+gemv_bf16, launched as the backend launches them (kernels/src/cuda/gemm_mma/mod.rs).
+
+The matmul references are f64 products of exactly the bf16 values the kernel reads, so only
+the f32 summation order differs: NMSE stays near 1e-15 and the bound is 1e-10 (tighter than
+the project's 1e-7 for f32 matmul, so that even a few wrong elements fail)."""
+
+import numpy as np
+
+from .harness import Case, exact, Result
+from .machine import launch
+from .memory import GlobalMemory
+from .numerics import bf16_round, bf16_to_f32, nmse
+
+NMSE_SAME_INPUTS = 1e-10
+
+
+def _round8(k):
+    return (k + 7) // 8 * 8
+
+
+def _elementwise_blocks(n):
+    return min(max((n + 255) // 256, 1), 2048)  # elementwise_dims / cast_dims
+
+
+def cast(rows, k, skew, blocks=None, seed=0):
+    def run(src):
+        rng = np.random.default_rng(seed)
+        ld = _round8(k)
+        x = rng.uniform(-3, 3, (rows, k)).astype(np.float32)
+        g = GlobalMemory()
+        px, pd = g.put(x, "src", skew=skew), g.alloc(rows * ld * 2, "dst")
+        grid = blocks or _elementwise_blocks(rows * ld // 8)
+        launch(src.text("cast_f32_bf16"), "cast_f32_bf16", (grid, 1, 1), 256,
+               dict(src=px, dst=pd, rows=rows, k=k, ld=ld), g)
+        want = np.zeros((rows, ld), np.uint16)
+        want[:, :k] = bf16_round(x)
+        return exact(g.get(pd, np.uint16, rows * ld).reshape(rows, ld), want)
+    return Case(f"cast_f32_bf16 {rows}x{k} skew={skew} blocks={blocks or 'auto'}", run,
+                ["cast_f32_bf16"])
+
+
+def pad(rows, k, skew, seed=0):
+    def run(src):
+        rng = np.random.default_rng(seed)
+        ld = _round8(k)
+        w = bf16_round(rng.uniform(-3, 3, (rows, k)))
+        g = GlobalMemory()
+        pw, pd = g.put(w, "src", skew=skew), g.alloc(rows * ld * 2, "dst")
+        launch(src.text("pad_bf16"), "pad_bf16", (_elementwise_blocks(rows * ld // 8), 1, 1), 256,
+               dict(src=pw, dst=pd, rows=rows, k=k, ld=ld), g)
+        want = np.zeros((rows, ld), np.uint16)
+        want[:, :k] = w
+        return exact(g.get(pd, np.uint16, rows * ld).reshape(rows, ld), want)
+    return Case(f"pad_bf16 {rows}x{k} skew={skew}", run, ["pad_bf16"])
+
+
+def _bias(kind, n, rng, g):
+    """(pointer, reference values, bias_bf16 flag) for bias kind none / f32 / bf16."""
+    b = rng.uniform(-1, 1, n).astype(np.float32)
+    if kind == "bf16":
+        h = bf16_round(b)
+        return g.put(h, "bias"), bf16_to_f32(h).astype(np.float64), 1
+    if kind == "f32":
+        return g.put(b, "bias"), b.astype(np.float64), 0
+    return 0, np.zeros(n), 0
+
+
+def _bf16_rows(rng, rows, k, ld):
+    """Random bf16 rows of k values zero-padded to ld, as the cast and pad kernels leave them."""
+    out = np.zeros((rows, ld), np.uint16)
+    out[:, :k] = bf16_round(rng.uniform(-1, 1, (rows, k)))
+    return out
+
+
+def gemm(m, n, k, bias, lda=None, warp_order="parity", cp_async="late", seed=0):
+    lda = lda or _round8(k)
+
+    def run(src):
+        rng = np.random.default_rng(seed)
+        ldw = _round8(k)
+        a, w = _bf16_rows(rng, m, k, lda), _bf16_rows(rng, n, k, ldw)
+        g = GlobalMemory()
+        pa, pw = g.put(a, "a"), g.put(w, "w")
+        pb, bref, bf = _bias(bias, n, rng, g)
+        po = g.alloc(m * n * 4, "out")
+        tiles = ((m + 127) // 128) * ((n + 127) // 128)
+        launch(src.text("gemm_bf16_mma"), "gemm_bf16_mma", (tiles, 1, 1), 128,
+               dict(a=pa, w=pw, bias=pb, out=po, m=m, n=n, k=k, lda=lda, ldw=ldw, bias_bf16=bf),
+               g, warp_order=warp_order, cp_async=cp_async)
+        got = g.get(po, np.float32, m * n).reshape(m, n)
+        a64, w64 = (bf16_to_f32(x[:, :k]).astype(np.float64) for x in (a, w))
+        want = a64 @ w64.T + bref
+        return Result("nmse", nmse(got, want), NMSE_SAME_INPUTS)
+    tiles = ((m + 127) // 128) * ((n + 127) // 128)
+    return Case(f"gemm_bf16_mma {m}x{n}x{k} lda={lda} bias={bias} warps={warp_order} "
+                f"cp.async={cp_async}", run, ["gemm_bf16_mma"], cost=tiles * (k // 32 + 3))
+
+
+def gemv(m, n, k, bias, skew=0, ldw=None, warp_order="parity", seed=0):
+    ldw = ldw or _round8(k)
+
+    def run(src):
+        rng = np.random.default_rng(seed)
+        x = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+        w = _bf16_rows(rng, n, k, ldw)
+        g = GlobalMemory()
+        px, pw = g.put(x, "x", skew=skew), g.put(w, "w")
+        pb, bref, bf = _bias(bias, n, rng, g)
+        po = g.alloc(m * n * 4, "out")
+        launch(src.text("gemv_bf16"), "gemv_bf16", ((n + 15) // 16, 1, 1), 256,
+               dict(x=px, w=pw, bias=pb, out=po, m=m, n=n, k=k, ldw=ldw, bias_bf16=bf), g,
+               warp_order=warp_order)
+        got = g.get(po, np.float32, m * n).reshape(m, n)
+        xr = bf16_to_f32(bf16_round(x)).astype(np.float64)
+        want = xr @ bf16_to_f32(w[:, :k]).astype(np.float64).T + bref
+        return Result("nmse", nmse(got, want), NMSE_SAME_INPUTS)
+    return Case(f"gemv_bf16 {m}x{n}x{k} ldw={ldw} bias={bias} x-skew={skew} warps={warp_order}",
+                run, ["gemv_bf16"], cost=(n + 15) // 16 * (k // 1024 + 1))
+
+
+def cases():
+    return [
+        cast(1, 1, skew=0),
+        cast(3, 13, skew=4),                 # misaligned rows: the scalar path everywhere
+        cast(4, 12, skew=0),                 # aligned rows, the second chunk partial
+        cast(5, 24, skew=0),                 # aligned rows: float4 loads
+        cast(70, 44, skew=0, blocks=3),      # grid-stride loop
+        pad(3, 13, skew=2),
+        pad(9, 21, skew=6),
+        pad(2, 16, skew=0),
+        gemm(9, 7, 24, "none"),
+        gemm(130, 136, 40, "bf16", warp_order="reverse"),  # 2 x 2 tiles, ragged M and N
+        gemm(17, 130, 13, "f32"),            # K % 8 != 0: zero-padded chunk
+        gemm(20, 9, 0, "bf16"),              # K = 0: out = bias
+        gemm(40, 140, 203, "f32", cp_async="early"),       # 7 K tiles through 3 stages
+        gemm(130, 20, 100, "bf16", cp_async="early", warp_order="reverse"),
+        gemm(33, 20, 19, "none", lda=40, warp_order="reverse"),  # lda wider than K
+        gemm(33, 20, 72, "none"),            # the self-test's case
+        gemm(257, 130, 97, "bf16"),          # 3 x 2 tiles, 4 K tiles, ragged everywhere
+        gemm(128 * 9 + 5, 140, 16, "none"),  # 10 x 2 tiles: the short last group of 8 tile rows
+        gemm(300, 260, 300, "f32", cp_async="early"),      # 3 x 3 tiles, 10 K tiles
+        gemv(1, 7, 24, "none"),
+        gemv(3, 20, 13, "bf16", skew=4, ldw=24),
+        gemv(8, 17, 1100, "f32", warp_order="reverse"),     # two passes of the K loop
+        gemv(5, 33, 300, "bf16", skew=8),
+        gemv(8, 40, 37, "f32", ldw=48, warp_order="reverse"),
+        gemv(4, 16, 4099, "none", skew=4),   # five passes, unaligned x rows
+        gemv(8, 100, 2000, "bf16", warp_order="reverse"),
+        gemv(2, 16, 0, "f32"),
+    ]

@@ -1,0 +1,72 @@
+"""Self-test: kernels broken on purpose, each of which the checker must reject. If one of
+these passes, the interpreter has stopped seeing what it claims to see (or a kernel changed
+so that the edit no longer breaks it: then pick a new edit)."""
+
+from . import cases_attention as attn
+from . import cases_gemm as mm
+
+
+class StaleMutation(Exception):
+    """The text a self-test edits is no longer in the kernel."""
+
+
+class Mutation:
+    """Replaces the `nth` (1-based; 0: every) occurrence of `old` in `module` with `new`;
+    `case` is a cheap case that must then fail."""
+
+    def __init__(self, what, module, old, new, nth, case):
+        self.what, self.module, self.old, self.new = what, module, old, new
+        self.nth, self.case = nth, case
+
+    def apply(self, text):
+        if self.nth == 0:
+            if self.old not in text:
+                raise StaleMutation(f"`{self.old}` is not in {self.module}: update this self-test")
+            return text.replace(self.old, self.new)
+        at = -1
+        for _ in range(self.nth):
+            at = text.find(self.old, at + 1)
+            if at < 0:
+                raise StaleMutation(f"`{self.old}` occurs fewer than {self.nth} times in "
+                                    f"{self.module}: the kernel changed, update this self-test")
+        return text[:at] + self.new + text[at + len(self.old):]
+
+
+BAR = "bar.sync        0;"
+
+
+def mutations():
+    gemm = mm.gemm(33, 20, 72, "none")  # 3 K tiles: every pipeline stage is used
+    flash = attn.flash(64, 1, 70, 70, 2, 1, True)
+    decode = attn.decode(64, 1, 1, 4, 2, 37, 80)
+    return [
+        Mutation("drop the pipeline bar.sync", "gemm_bf16_mma", BAR, "", 1, gemm),
+        Mutation("cp.async.wait_group 1 -> 2", "gemm_bf16_mma",
+                 "cp.async.wait_group 1;", "cp.async.wait_group 2;", 1, gemm),
+        Mutation("A swizzle: k16 step 1 reads chunk + 1", "gemm_bf16_mma",
+                 "%a_lane1, %a_lane0, 32;", "%a_lane1, %a_lane0, 16;", 1, gemm),
+        Mutation("swizzle line mask 7 -> 3 in the cp.async store offset", "gemm_bf16_mma",
+                 "and.b32         %tmp, %tmp, 7;", "and.b32         %tmp, %tmp, 3;", 1, gemm),
+        Mutation("a rows 32..63 loaded even past M", "gemm_bf16_mma",
+                 "%p, %p_arow1, %p_k;", "%p, %p_k, %p_k;", 1, gemm),
+        Mutation("drop the bar.sync before the cross-warp sum", "gemv_bf16", BAR, "", 1,
+                 mm.gemv(3, 20, 13, "bf16", skew=4, ldw=24)),
+        Mutation("drop the bar.sync after the K/V tile stores", "flash_attention_d64",
+                 BAR, "", 3, flash),
+        Mutation("drop the bar.sync before the K/V tile is overwritten", "flash_attention_d64",
+                 BAR, "", 2, flash),
+        Mutation("causal mask hides one key from the one row whose last visible key it is "
+                 "(only the tight bound sees it)", "flash_attention_d64",
+                 "%p_m, %lim_a, 49;", "%p_m, %lim_a, 50;", 1, flash),
+        Mutation("V fragments without .trans", "flash_attention_d64",
+                 "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16",
+                 "ldmatrix.sync.aligned.m8n8.x4.shared.b16", 1, flash),
+        Mutation("butterfly over 16 lanes starts at 16", "attention_decode_d64",
+                 "%f, %dot, 8, 31", "%f, %dot, 16, 31", 0, decode),
+        Mutation("drop the bar.warp.sync before the lanes read each other's weights",
+                 "attention_decode_combine_f32", "bar.warp.sync   0xffffffff;", "", 1, decode),
+        Mutation("bf16 pair packed high/low swapped", "cast_f32_bf16",
+                 "%word0, %x1, %x0;", "%word0, %x0, %x1;", 1, mm.cast(5, 24, skew=0)),
+        Mutation("bf16 halves packed in the wrong order", "pad_bf16",
+                 "{%h0, %h1}", "{%h1, %h0}", 1, mm.pad(3, 13, skew=2)),
+    ]
