@@ -10,7 +10,8 @@
 //! vectors with a shift and a mask; `vdpbf16ps` consumes it as is.
 //!
 //! Micro-kernel: `MR` = 12 rows of `a` (broadcast) x 32 columns (2 zmm) = 24 accumulators.
-//! `a` is packed per call into panels `[k][12]` (f32) or `[k/2][12][2]` (bf16 dot), zeros
+//! `a` is packed per call into panels `[k][12]` (f32), or rounded to bf16 row-major (bf16 dot,
+//! whose kernel broadcasts pairs from 12 rows), zeros
 //! past `m`. Work is split over rayon into tiles of up to 40 panels x `COL_GROUPS`
 //! groups; inside a tile `k` runs in blocks of `KC` so a group's block (`KC x 32`) stays in
 //! L1 while the tile's `a` panels (up to 480 rows) stream from L2, and each block of `w` is
@@ -27,7 +28,6 @@
 
 use std::cell::RefCell;
 
-use half::bf16;
 use rayon::prelude::*;
 
 use super::packed_avx512 as simd;
@@ -220,13 +220,12 @@ pub fn gemm(
                 })
             })
         }
-        (PackedData::Bf16(wd), Precision::Bf16Dot) => {
-            let apack = pack_a_bf16(a, m, k);
+        (PackedData::Bf16(wd), Precision::Bf16Dot) => with_packed_a_bf16(a, m, k, |apack| {
             (0..row_tiles * col_tiles).into_par_iter().for_each(|t| {
                 // SAFETY: AVX-512 and AVX512-BF16 asserted above (`allows`); as above.
-                unsafe { job.tile_dot(t, col_tiles, &apack, wd) }
+                unsafe { job.tile_dot(t, col_tiles, apack, wd) }
             })
-        }
+        }),
     }
 }
 
@@ -284,7 +283,8 @@ impl Job<'_> {
         }
     }
 
-    /// As [`Job::tile`] for the bf16 dot kernel: `apack` is `[panel][k2][MR][2]` bf16 bits.
+    /// As [`Job::tile`] for the bf16 dot kernel: `apack` is `a` rounded to bf16, row-major
+    /// (rows of `k` rounded up to even, whole panels).
     ///
     /// # Safety
     /// AVX-512 and AVX512-BF16 supported; as [`Job::tile`].
@@ -298,12 +298,13 @@ impl Job<'_> {
             for g in groups.clone() {
                 for panel in panels.clone() {
                     let dst = self.dst(panel, g, k0);
-                    // SAFETY: apack holds kc * MR u16 from this panel's k0, w kc * NR of this
-                    // group from k0; dst as `Job::dst`.
+                    // SAFETY: apack holds this panel's MR rows of kp u16 (kc from k0), w kc
+                    // * NR of this group from k0; dst as `Job::dst`.
                     unsafe {
                         simd::tile_bf16_dot(
                             kc / 2,
-                            apack[panel * kp * MR + k0 * MR..].as_ptr(),
+                            apack[panel * MR * kp + k0..].as_ptr(),
+                            kp / 2,
                             w[(g * kp + k0) * NR..].as_ptr(),
                             &dst,
                         )
@@ -340,6 +341,8 @@ thread_local! {
     /// The caller thread's packed `a`, reused across calls so a prefill does not fault in
     /// fresh pages for every matmul.
     static A_PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The same for the bf16 pairs of the dot-product kernel.
+    static A_PACK_BF16: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Packs `a` (`[m, k]`) into zero-padded panels `[panel][kp][MR]` (`kp >= k`, columns past
@@ -356,8 +359,8 @@ fn with_packed_a<R>(a: &[f32], m: usize, kp: usize, f: impl FnOnce(&[f32]) -> R)
             .for_each(|(panel, dst)| {
                 for r in 0..MR.min(m - panel * MR) {
                     let row = &a[(panel * MR + r) * k_in..][..k_in];
-                    for (p, &x) in row.iter().enumerate() {
-                        dst[p * MR + r] = x;
+                    for (d, &x) in dst[r..].iter_mut().step_by(MR).zip(row) {
+                        *d = x;
                     }
                 }
             });
@@ -365,22 +368,27 @@ fn with_packed_a<R>(a: &[f32], m: usize, kp: usize, f: impl FnOnce(&[f32]) -> R)
     })
 }
 
-/// `apack[panel][q][r][j] = bf16(a[panel * MR + r, 2q + j])`, zeros past `m` and `k`.
-fn pack_a_bf16(a: &[f32], m: usize, k: usize) -> Vec<u16> {
-    let k2 = k.div_ceil(2);
-    let mut apack = vec![0u16; m.div_ceil(MR) * k2 * MR * 2];
-    apack
-        .par_chunks_mut(k2 * MR * 2)
-        .enumerate()
-        .for_each(|(panel, dst)| {
-            for r in 0..MR.min(m - panel * MR) {
-                let row = &a[(panel * MR + r) * k..][..k];
-                for (p, &x) in row.iter().enumerate() {
-                    dst[((p / 2) * MR + r) * 2 + p % 2] = bf16::from_f32(x).to_bits();
+/// Rounds `a` to bf16 (nearest even) row-major with rows of `kp = k` rounded up to even and
+/// `m` rounded up to whole panels (zeros past `m` and `k`), in the calling thread's reusable
+/// buffer, and runs `f` on it. Needs AVX512-BF16 (`vcvtne2ps2bf16`).
+fn with_packed_a_bf16<R>(a: &[f32], m: usize, k: usize, f: impl FnOnce(&[u16]) -> R) -> R {
+    A_PACK_BF16.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        let kp = k.next_multiple_of(2);
+        buf.clear();
+        buf.resize(m.div_ceil(MR) * MR * kp, 0);
+        buf.par_chunks_mut(MR * kp)
+            .enumerate()
+            .for_each(|(panel, dst)| {
+                for r in 0..MR.min(m - panel * MR) {
+                    let row = &a[(panel * MR + r) * k..][..k];
+                    // SAFETY: AVX512-BF16 (the caller's precision check); the row's kp >= k
+                    // u16 lie inside this panel's chunk.
+                    unsafe { simd::round_row_bf16(row, dst.as_mut_ptr().add(r * kp)) }
                 }
-            }
-        });
-    apack
+            });
+        f(&buf)
+    })
 }
 
 #[cfg(test)]
@@ -388,6 +396,7 @@ mod tests {
     use super::*;
     use crate::cpu::reference;
     use crate::testing::{assert_nmse, Rng, NMSE_F32_REDUCTION};
+    use half::bf16;
 
     /// Odd sizes across the tile edges (12-row panels, 32-column groups, 96 x 128 parallel
     /// tiles, 512-deep k blocks), f32 and bf16 weights, with and without bias.
