@@ -256,8 +256,9 @@ pub fn bench_matmul(
     }
 }
 
-/// Times the GEMM over weights packed once (`gemm::packed`, AVX-512) with f32 or bf16
-/// weights at `precision`; `None` where the CPU or the weights do not allow it.
+/// Times the GEMM (or, for `m <= 4`, the GEMV) over weights packed once (`gemm::packed`,
+/// AVX-512: the runtime's path) with f32 or bf16 weights at `precision`; `None` where the CPU
+/// or the weights do not allow it (and for bf16 dot at GEMV sizes, which have none).
 #[cfg(target_arch = "x86_64")]
 pub fn bench_matmul_packed(
     (m, n, k): (usize, usize, usize),
@@ -283,8 +284,16 @@ pub fn bench_matmul_packed(
         return None;
     }
     let mut out = vec![0.0f32; m * n];
+    let gemv = m <= gemm::packed_gemv::MAX_M;
+    if gemv && precision != Precision::F32 {
+        return None;
+    }
     let median_s = median_time(runs, || {
-        gemm::packed::gemm(&a, &packed, &[], m, precision, &mut out)
+        if gemv {
+            gemm::packed_gemv::gemv(&a, &packed, None, m, &mut out)
+        } else {
+            gemm::packed::gemm(&a, &packed, &[], m, precision, &mut out)
+        }
     });
     Some(Measurement {
         kernel: format!("matmul {label}"),
@@ -292,7 +301,7 @@ pub fn bench_matmul_packed(
         median_s,
         flops: (2 * m * n * k) as f64,
         bytes: (packed.bytes() + 4 * (m * k + m * n)) as f64,
-        bound: Bound::Compute,
+        bound: if gemv { Bound::Memory } else { Bound::Compute },
     })
 }
 
@@ -344,7 +353,7 @@ pub fn suite(isa: Isa, runs: usize) -> Vec<Measurement> {
             rows.push(bench_matmul(isa, shape, bf, runs));
         }
         #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx512 && shape.0 > gemm::GEMV_MAX_M {
+        if isa == Isa::Avx512 {
             use gemm::packed::Precision;
             for (bf, precision) in [
                 (false, Precision::F32),

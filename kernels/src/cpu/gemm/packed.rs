@@ -13,7 +13,8 @@
 //! `a` is packed per call into panels `[k][12]` (f32), or rounded to bf16 row-major (bf16 dot,
 //! whose kernel broadcasts pairs from 12 rows), zeros
 //! past `m`. Work is split over rayon into tiles of up to 40 panels x `COL_GROUPS`
-//! groups; inside a tile `k` runs in blocks of `KC` so a group's block (`KC x 32`) stays in
+//! groups; inside a tile `k` runs in blocks (256 deep for f32, 512 for bf16) so a group's block
+//! (32 KiB) stays in
 //! L1 while the tile's `a` panels (up to 480 rows) stream from L2, and each block of `w` is
 //! read from memory once per row tile. Results go to `out` with the bias in the
 //! first block, accumulated in later ones, masked at the edges.
@@ -39,8 +40,10 @@ use crate::WeightSlice;
 pub(super) const MR: usize = 12;
 /// Columns per micro-tile and packed group (two 16-lane vectors).
 pub(crate) const NR: usize = 32;
-/// Depth of a `k` block: a group's block (`KC x 32` f32, 32 KiB) stays in L1.
+/// Depth of a `k` block over f32 weights: a group's block (`KC x 32` f32, 32 KiB) stays in L1.
 const KC: usize = 256;
+/// Depth of a `k` block over bf16 weights (the same 32 KiB; fewer passes over `out`).
+const KC_BF16: usize = 512;
 /// Most `a` panels per parallel tile: a tile's `a` block (`KC` deep) stays in L2.
 const MAX_ROW_PANELS: usize = 40;
 /// Column groups per parallel tile.
@@ -260,8 +263,12 @@ impl Job<'_> {
         };
         let panels = self.panels(rt);
         let groups = ct * COL_GROUPS..(ct * COL_GROUPS + COL_GROUPS).min(self.n.div_ceil(NR));
-        for k0 in (0..kp).step_by(KC) {
-            let kc = KC.min(kp - k0);
+        let depth = match kind {
+            KernelKind::F32(_) => KC,
+            KernelKind::Bf16Fma(_) => KC_BF16,
+        };
+        for k0 in (0..kp).step_by(depth) {
+            let kc = depth.min(kp - k0);
             for g in groups.clone() {
                 for panel in panels.clone() {
                     let dst = self.dst(panel, g, k0);
@@ -293,8 +300,8 @@ impl Job<'_> {
         let kp = self.k.next_multiple_of(2);
         let panels = self.panels(rt);
         let groups = ct * COL_GROUPS..(ct * COL_GROUPS + COL_GROUPS).min(self.n.div_ceil(NR));
-        for k0 in (0..kp).step_by(KC) {
-            let kc = KC.min(kp - k0);
+        for k0 in (0..kp).step_by(KC_BF16) {
+            let kc = KC_BF16.min(kp - k0);
             for g in groups.clone() {
                 for panel in panels.clone() {
                     let dst = self.dst(panel, g, k0);
