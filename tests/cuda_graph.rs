@@ -11,14 +11,15 @@
 #[allow(dead_code)] // only `backend` is used here
 #[path = "common/cuda.rs"]
 mod cuda_common;
+#[path = "common/greedy.rs"]
+mod greedy_common;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use iris_kernels::testing::{assert_nmse, NMSE_F32_REDUCTION};
 use iris_models::generate::sampling::argmax;
-use iris_models::generate::{GenerationConfig, SamplingParams, TextSession};
+use iris_models::generate::TextSession;
 use iris_models::pipeline::{MultimodalModel, MultimodalSession};
 use iris_models::text_model::TextModel;
 use iris_runtime::backend::cpu::CpuBackend;
@@ -27,6 +28,7 @@ use iris_runtime::graph::ReplayState;
 use iris_runtime::safetensors::WeightStore;
 
 use cuda_common::backend;
+use greedy_common::{fixture, greedy, greedy_json};
 
 const GRAPH_ENV: &str = "IRIS_CUDA_GRAPH";
 
@@ -37,34 +39,6 @@ fn expected_state() -> ReplayState {
         ReplayState::Unavailable
     } else {
         ReplayState::Recorded
-    }
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
-}
-
-fn greedy_json(dir: &Path) -> (Vec<u32>, Vec<u32>) {
-    let text = std::fs::read_to_string(dir.join("greedy.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let ids = |key: &str| -> Vec<u32> {
-        json[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect()
-    };
-    (ids("input_ids"), ids("output_ids"))
-}
-
-fn greedy(max_new_tokens: usize) -> GenerationConfig {
-    GenerationConfig {
-        max_new_tokens,
-        sampling: SamplingParams::default(),
-        eos_token_ids: Vec::new(),
     }
 }
 

@@ -7,45 +7,29 @@
 //! On a GPU machine: `bash scripts/gpu/run_cuda_tests.sh` (binaries from scripts/gpu/build.sh).
 #![cfg(feature = "cuda")]
 
+#[path = "common/cuda.rs"]
+mod cuda_common;
+#[path = "common/greedy.rs"]
+mod greedy_common;
+
 use std::panic::catch_unwind;
 
+use cuda_common::{backend, bf16_tensor, f32_tensor, operand, place, run, time_op};
+use greedy_common::{fixture, greedy, greedy_json};
 use half::bf16;
 use iris_kernels::cpu::reference;
 use iris_kernels::testing::{assert_nmse, Rng, NMSE_F32_ELEMENTWISE, NMSE_F32_REDUCTION};
 use iris_kernels::WeightSlice;
 use iris_models::check_multimodal::check_model;
-use iris_models::generate::{GenerationConfig, SamplingParams, TextSession};
+use iris_models::generate::TextSession;
 use iris_models::text_model::TextModel;
 use iris_runtime::backend::cuda::{driver_present, CudaBackend, CudaSlot};
 use iris_runtime::backend::{Backend, Operand};
 use iris_runtime::graph::{Executor, ExecutorOptions, GraphBuilder, Op, ValueId};
 use iris_runtime::{DType, Error, Shape, Tensor};
 
-/// The backend on device 0, or `None` (after printing why) when there is none. With
-/// `IRIS_REQUIRE_CUDA=1` (set by scripts/gpu/run_cuda_tests.sh) no device is a failure.
-fn backend() -> Option<CudaBackend> {
-    match CudaBackend::new(0) {
-        Ok(backend) => {
-            let (major, minor) = backend.compute_capability();
-            println!(
-                "device: {} (compute capability {major}.{minor})",
-                backend.device_name()
-            );
-            Some(backend)
-        }
-        Err(err) if std::env::var_os("IRIS_REQUIRE_CUDA").is_some_and(|v| v == "1") => {
-            panic!("IRIS_REQUIRE_CUDA=1 but the CUDA backend did not start: {err}")
-        }
-        Err(err) => {
-            println!("skipping: {err}");
-            None
-        }
-    }
-}
-
-/// Median wall time of `op` (execute + synchronize) over 20 runs after 3 warm-ups: a rough
-/// figure that includes launch overhead, printed for the kernel notes.
-fn time_op(
+/// Prints a rough timing line for the kernel notes (host clock: includes launch overhead).
+fn print_timing(
     be: &mut CudaBackend,
     what: &str,
     flops: f64,
@@ -54,17 +38,7 @@ fn time_op(
     inputs: &[Operand<CudaSlot>],
     output: &Operand<CudaSlot>,
 ) {
-    let mut times = Vec::with_capacity(20);
-    for rep in 0..23 {
-        let start = std::time::Instant::now();
-        be.execute(op, inputs, output).unwrap();
-        be.synchronize().unwrap();
-        if rep >= 3 {
-            times.push(start.elapsed().as_secs_f64());
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    let t = times[times.len() / 2];
+    let t = time_op(be, op, inputs, output);
     println!(
         "timing {what}: {:.1} us, {:.2} TFLOP/s, {:.1} GB/s (median of 20, host clock)",
         t * 1e6,
@@ -73,56 +47,10 @@ fn time_op(
     );
 }
 
-/// Places operands in one arena at 4-byte aligned but otherwise odd offsets (never 0, never
-/// 256-aligned), so every launch also checks the slot offset arithmetic.
-fn place(be: &mut CudaBackend, sizes: &[usize]) -> Vec<CudaSlot> {
-    let mut offsets = Vec::with_capacity(sizes.len());
-    let mut cursor = 4;
-    for &bytes in sizes {
-        offsets.push(cursor);
-        cursor += bytes.div_ceil(4) * 4 + 12;
-    }
-    let arena = be.alloc(cursor).expect("alloc arena");
-    offsets
-        .iter()
-        .zip(sizes)
-        .map(|(&offset, &bytes)| be.sub_slot(&arena, offset, bytes))
-        .collect()
-}
-
-fn operand(slot: &CudaSlot, dtype: DType, dims: &[usize]) -> Operand<CudaSlot> {
-    Operand {
-        slot: slot.clone(),
-        dtype,
-        shape: Shape::new(dims),
-    }
-}
-
-fn f32_tensor(data: &[f32], dims: &[usize]) -> Tensor {
-    Tensor::from_slice(data, dims).expect("tensor")
-}
-
-fn bf16_tensor(data: &[f32], dims: &[usize]) -> Tensor {
+/// A bf16 tensor of `data` rounded to bf16.
+fn bf16_tensor_of(data: &[f32], dims: &[usize]) -> Tensor {
     let halves: Vec<bf16> = data.iter().map(|&v| bf16::from_f32(v)).collect();
-    Tensor::from_slice(&halves, dims).expect("tensor")
-}
-
-/// Writes NaN over the output, runs `op`, waits, and reads the output back as f32.
-fn run(
-    be: &mut CudaBackend,
-    op: &Op,
-    inputs: &[Operand<CudaSlot>],
-    output: &Operand<CudaSlot>,
-) -> Vec<f32> {
-    let poison = vec![f32::NAN; output.shape.numel()];
-    be.write(&output.slot, &f32_tensor(&poison, output.shape.dims()))
-        .expect("poison output");
-    be.execute(op, inputs, output)
-        .unwrap_or_else(|e| panic!("{} failed: {e}", op.name()));
-    be.synchronize().expect("synchronize");
-    be.read(&output.slot, DType::F32, &output.shape)
-        .expect("read output")
-        .to_vec_f32()
+    bf16_tensor(&halves, dims)
 }
 
 #[test]
@@ -184,7 +112,7 @@ fn add_matches_reference() {
         );
         if n > 1_000_000 {
             let bytes = 4.0 * (2 * n + b_len) as f64;
-            time_op(
+            print_timing(
                 &mut be,
                 &format!("add {a_dims:?} + {b_dims:?}"),
                 n as f64,
@@ -217,7 +145,7 @@ fn rms_norm_matches_reference() {
             let mut expected = vec![0.0; n];
             let (w_tensor, w_ref) = match weight_dtype {
                 DType::F32 => (f32_tensor(&w, &[dim]), WeightSlice::F32(&w)),
-                _ => (bf16_tensor(&w, &[dim]), WeightSlice::BF16(&w_bf16)),
+                _ => (bf16_tensor_of(&w, &[dim]), WeightSlice::BF16(&w_bf16)),
             };
             reference::rms_norm(&x, w_ref, eps, dim, &mut expected);
 
@@ -233,7 +161,7 @@ fn rms_norm_matches_reference() {
             let what = format!("rms_norm {dims:?} weight {weight_dtype}");
             assert_nmse(&what, &actual, &expected, NMSE_F32_REDUCTION);
             if n > 20_000 {
-                time_op(
+                print_timing(
                     &mut be,
                     &what,
                     3.0 * n as f64,
@@ -263,7 +191,7 @@ fn check_matmul(
     let b = rng.vec(n, -1.0, 1.0);
     let (w_tensor, b_tensor) = match weight_dtype {
         DType::F32 => (f32_tensor(&w, &[n, k]), f32_tensor(&b, &[n])),
-        _ => (bf16_tensor(&w, &[n, k]), bf16_tensor(&b, &[n])),
+        _ => (bf16_tensor_of(&w, &[n, k]), bf16_tensor_of(&b, &[n])),
     };
     let w_bf16: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
     let b_bf16: Vec<bf16> = b.iter().map(|&v| bf16::from_f32(v)).collect();
@@ -303,7 +231,7 @@ fn check_matmul(
     if m * n * k >= 100_000_000 {
         let bytes = (4 * m * k + weight_dtype.size_in_bytes() * n * k + 4 * m * n) as f64;
         let flops = 2.0 * (m * n * k) as f64;
-        time_op(
+        print_timing(
             be,
             &what,
             flops,
@@ -356,7 +284,7 @@ fn weights_upload_once_and_round_trip() {
     let Some(mut be) = backend() else { return };
     let mut rng = Rng::new(11);
     let w = rng.vec(3 * 5, -1.0, 1.0);
-    let tensor = bf16_tensor(&w, &[3, 5]);
+    let tensor = bf16_tensor_of(&w, &[3, 5]);
     let first = be.weight(&tensor).unwrap();
     let again = be.weight(&tensor.clone()).unwrap();
     assert!(
@@ -385,7 +313,8 @@ fn state_is_zeroed_shared_and_checked() {
     let zeros = be.read(&k_cache, DType::BF16, &shape).unwrap().to_vec_f32();
     assert!(zeros.iter().all(|&v| v == 0.0));
     let data: Vec<f32> = (0..30).map(|i| i as f32 - 7.5).collect();
-    be.write(&k_cache, &bf16_tensor(&data, &[2, 3, 5])).unwrap();
+    be.write(&k_cache, &bf16_tensor_of(&data, &[2, 3, 5]))
+        .unwrap();
     let same = be.state("layer0.k", DType::BF16, &shape).unwrap();
     assert_eq!(
         be.read(&same, DType::BF16, &shape).unwrap().to_vec_f32(),
@@ -495,18 +424,6 @@ fn op_harness_through_the_executor_matches_cpu_reference() {
         .collect();
     assert!(unexpected.is_empty(), "skipped: {unexpected:?}");
     assert!(passed >= 70, "only {passed} cases passed");
-}
-
-/// A fixture folder, resolved from the current directory (the repository root where
-/// scripts/gpu/run_cuda_tests.sh runs the prebuilt binary), falling back to the source tree.
-fn fixture(name: &str) -> std::path::PathBuf {
-    let here = std::path::Path::new("fixtures").join(name);
-    if here.is_dir() {
-        return here;
-    }
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
 }
 
 fn graph_input(g: &mut GraphBuilder, name: &str, dtype: DType, dims: &[usize]) -> ValueId {
@@ -723,24 +640,10 @@ fn tiny_llama3_logits_match_transformers() {
 fn tiny_llama_greedy_matches_transformers() {
     let Some(be) = backend() else { return };
     let dir = fixture("tiny-llama");
-    let text = std::fs::read_to_string(dir.join("greedy.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let ids = |key: &str| -> Vec<u32> {
-        json[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect()
-    };
-    let (prompt, expected) = (ids("input_ids"), ids("output_ids"));
+    let (prompt, expected) = greedy_json(&dir);
     let model = TextModel::load(&dir, None).unwrap();
     let mut session = TextSession::new(model.model.clone(), be, 64).unwrap();
-    let config = GenerationConfig {
-        max_new_tokens: expected.len(),
-        sampling: SamplingParams::default(),
-        eos_token_ids: Vec::new(),
-    };
+    let config = greedy(expected.len());
     let out = session.generate(&prompt, &config, |_| true).unwrap();
     println!("tiny-llama greedy on cuda: {:?}", out.tokens);
     assert_eq!(

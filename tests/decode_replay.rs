@@ -8,12 +8,14 @@
 //! only the chosen id per greedy step. `iris bench e2e --json` reports the decode path.
 
 mod common;
+#[path = "common/greedy.rs"]
+mod greedy_common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use greedy_common::{fixture, greedy, greedy_json};
 use iris_kernels::testing::{assert_nmse, Rng, NMSE_F32_ELEMENTWISE};
 use iris_models::generate::{GenerationConfig, SamplingParams, TextSession};
 use iris_models::pipeline::{MultimodalModel, MultimodalSession};
@@ -261,35 +263,6 @@ fn backends_that_do_not_record_run_op_by_op() {
         );
     }
     assert_eq!(exec.replay_state(), &ReplayState::Unavailable);
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
-}
-
-/// (input_ids, output_ids) of a fixture's greedy.json (transformers' greedy tokens).
-fn greedy_json(dir: &Path) -> (Vec<u32>, Vec<u32>) {
-    let text = std::fs::read_to_string(dir.join("greedy.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let ids = |key: &str| -> Vec<u32> {
-        json[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect()
-    };
-    (ids("input_ids"), ids("output_ids"))
-}
-
-fn greedy(max_new_tokens: usize) -> GenerationConfig {
-    GenerationConfig {
-        max_new_tokens,
-        sampling: SamplingParams::default(),
-        eos_token_ids: Vec::new(),
-    }
 }
 
 #[test]

@@ -8,16 +8,17 @@
 //! Overlapping destination elements (a zero dst stride) are written in row-major order, so
 //! the last write wins.
 
-/// Copies the `dims`-shaped view of `src` into the `dims`-shaped view of `dst`.
-pub fn copy_strided<T: Copy>(
-    src: &[T],
+/// The operand checks of [`copy_strided`], shared with the fast copy: panics if the ranks
+/// disagree or a view reaches past its slice; returns false when there is nothing to copy.
+pub(crate) fn check_copy_operands(
+    src_len: usize,
     dims: &[usize],
     src_strides: &[usize],
     src_offset: usize,
-    dst: &mut [T],
+    dst_len: usize,
     dst_strides: &[usize],
     dst_offset: usize,
-) {
+) -> bool {
     assert_eq!(
         dims.len(),
         src_strides.len(),
@@ -29,7 +30,7 @@ pub fn copy_strided<T: Copy>(
         "copy_strided: dims and dst_strides differ in rank"
     );
     if dims.contains(&0) {
-        return;
+        return false;
     }
     let last = |strides: &[usize], offset: usize| -> usize {
         offset
@@ -40,15 +41,37 @@ pub fn copy_strided<T: Copy>(
                 .sum::<usize>()
     };
     assert!(
-        last(src_strides, src_offset) < src.len(),
-        "copy_strided: the source view reaches past src (len {})",
-        src.len()
+        last(src_strides, src_offset) < src_len,
+        "copy_strided: the source view reaches past src (len {src_len})"
     );
     assert!(
-        last(dst_strides, dst_offset) < dst.len(),
-        "copy_strided: the destination view reaches past dst (len {})",
-        dst.len()
+        last(dst_strides, dst_offset) < dst_len,
+        "copy_strided: the destination view reaches past dst (len {dst_len})"
     );
+    true
+}
+
+/// Copies the `dims`-shaped view of `src` into the `dims`-shaped view of `dst`.
+pub fn copy_strided<T: Copy>(
+    src: &[T],
+    dims: &[usize],
+    src_strides: &[usize],
+    src_offset: usize,
+    dst: &mut [T],
+    dst_strides: &[usize],
+    dst_offset: usize,
+) {
+    if !check_copy_operands(
+        src.len(),
+        dims,
+        src_strides,
+        src_offset,
+        dst.len(),
+        dst_strides,
+        dst_offset,
+    ) {
+        return;
+    }
     // Odometer over all indices but the innermost; the innermost dim is a simple loop.
     let rank = dims.len();
     if rank == 0 {

@@ -15,6 +15,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::reference;
+use crate::cpu::reference::copy::check_copy_operands;
 
 /// Highest rank (after dropping size-1 dims and merging) copied here.
 pub const MAX_RANK: usize = 8;
@@ -111,37 +112,17 @@ pub fn copy_strided<T: Copy + Send + Sync>(
     dst_strides: &[usize],
     dst_offset: usize,
 ) {
-    assert_eq!(
-        dims.len(),
-        src_strides.len(),
-        "copy_strided: dims and src_strides differ in rank"
-    );
-    assert_eq!(
-        dims.len(),
-        dst_strides.len(),
-        "copy_strided: dims and dst_strides differ in rank"
-    );
-    if dims.contains(&0) {
+    if !check_copy_operands(
+        src.len(),
+        dims,
+        src_strides,
+        src_offset,
+        dst.len(),
+        dst_strides,
+        dst_offset,
+    ) {
         return;
     }
-    let last = |strides: &[usize], offset: usize| -> usize {
-        offset
-            + dims
-                .iter()
-                .zip(strides)
-                .map(|(&d, &s)| (d - 1) * s)
-                .sum::<usize>()
-    };
-    assert!(
-        last(src_strides, src_offset) < src.len(),
-        "copy_strided: the source view reaches past src (len {})",
-        src.len()
-    );
-    assert!(
-        last(dst_strides, dst_offset) < dst.len(),
-        "copy_strided: the destination view reaches past dst (len {})",
-        dst.len()
-    );
     let Some(plan) = Plan::new(dims, src_strides, dst_strides) else {
         return reference::copy_strided(
             src,
