@@ -5,7 +5,8 @@
 //! cost a quarter of a prefill. Here [`PackedWeights::pack`] lays a weight out once, at its
 //! first use, in the order the micro-kernel reads it; the runtime keeps it beside the
 //! mapped file. Layout: columns (rows of `w`) in groups of `NR` = 32, each group `[k][32]`
-//! (f32) or `[k/2][32][2]` bf16 pairs (k padded to even with zeros), zeros past `n`.
+//! (f32, or f16 widened by `vcvtph2ps` in the kernel) or `[k/2][32][2]` bf16 pairs (k padded
+//! to even with zeros), zeros past `n`.
 //! The bf16 pair order serves both kernels: the FMA kernel splits a pair into two f32
 //! vectors with a shift and a mask; `vdpbf16ps` consumes it as is.
 //!
@@ -19,13 +20,20 @@
 //! read from memory once per row tile. Results go to `out` with the bias in the
 //! first block, accumulated in later ones, masked at the edges.
 //!
-//! Precision: f32 and bf16 weights with f32 activations are exact f32 FMA (NMSE vs the
+//! Precision: f32, bf16 and f16 weights with f32 activations are exact f32 FMA (NMSE vs the
 //! reference ~1e-14). [`Precision::Bf16Dot`] (bf16 weights, AVX512-BF16) rounds `a` to bf16
 //! and runs `vdpbf16ps` at twice the FMA rate: bf16 compute, as PyTorch's bf16 matmul.
 //!
-//! | weights | 512x1536x576, 2 threads (AMD EPYC, AVX-512) |
-//! |---|---|
-//! | see BENCHMARKS.md | |
+//! Measured (`iris bench kernels`, 2 threads, 2-core AMD EPYC VM with AVX512-BF16, idle,
+//! probed FMA peak 530 GFLOP/s; PyTorch in the same run, see BENCHMARKS.md), GFLOP/s:
+//!
+//! | kernel | 512x1536x576 | 577x4096x1024 | 2048^3 |
+//! |---|---|---|---|
+//! | per-call GEMM (`mod.rs`), f32 weights | 373 | 314 | 335 |
+//! | packed, f32 weights | 442 | 407 | 394 |
+//! | packed, bf16 weights (f32 compute) | 451 | 427 | 429 |
+//! | packed, bf16 dot | 872 | 776 | 791 |
+//! | PyTorch f32 (MKL) / bf16 (oneDNN) | 204 / 917 | 193 / 712 | 206 / 927 |
 
 use std::cell::RefCell;
 
@@ -61,6 +69,8 @@ pub(super) enum PackedData {
     F32(Vec<f32>),
     /// `[group][k/2][32][2]` bf16 bits.
     Bf16(Vec<u16>),
+    /// `[group][k][32]` f16 bits (widened with `vcvtph2ps` in the kernels).
+    F16(Vec<u16>),
 }
 
 /// How the packed GEMM computes.
@@ -78,8 +88,8 @@ impl PackedWeights {
         isa == Isa::Avx512 && isa.is_supported()
     }
 
-    /// Packs `w` (`n * k` elements, row-major `[n, k]`), f32 or bf16; `None` for other dtypes
-    /// (f16 weights keep the per-call path).
+    /// Packs `w` (`n * k` elements, row-major `[n, k]`), f32, bf16 or f16. (`Option` for
+    /// dtypes a later kernel may not take; every current one packs.)
     pub fn pack(w: WeightSlice, n: usize, k: usize) -> Option<Self> {
         assert_eq!(w.len(), n * k, "pack: w must be [n = {n}, k = {k}]");
         let groups = n.div_ceil(NR);
@@ -117,7 +127,22 @@ impl PackedWeights {
                 }
                 PackedData::Bf16(data)
             }
-            WeightSlice::F16(_) => return None,
+            WeightSlice::F16(w) => {
+                let mut data = vec![0u16; groups * k * NR];
+                if k > 0 {
+                    data.par_chunks_mut(k * NR)
+                        .enumerate()
+                        .for_each(|(g, dst)| {
+                            for c in 0..NR.min(n - g * NR) {
+                                let row = &w[(g * NR + c) * k..][..k];
+                                for (p, x) in row.iter().enumerate() {
+                                    dst[p * NR + c] = x.to_bits();
+                                }
+                            }
+                        });
+                }
+                PackedData::F16(data)
+            }
         };
         Some(PackedWeights { n, k, data })
     }
@@ -136,7 +161,7 @@ impl PackedWeights {
     pub fn bytes(&self) -> usize {
         match &self.data {
             PackedData::F32(d) => d.len() * 4,
-            PackedData::Bf16(d) => d.len() * 2,
+            PackedData::Bf16(d) | PackedData::F16(d) => d.len() * 2,
         }
     }
 
@@ -223,6 +248,12 @@ pub fn gemm(
                 })
             })
         }
+        (PackedData::F16(wd), _) => with_packed_a(a, m, k, |apack| {
+            (0..row_tiles * col_tiles).into_par_iter().for_each(|t| {
+                // SAFETY: as above.
+                unsafe { job.tile(t, col_tiles, apack, KernelKind::F16(wd)) }
+            })
+        }),
         (PackedData::Bf16(wd), Precision::Bf16Dot) => with_packed_a_bf16(a, m, k, |apack| {
             (0..row_tiles * col_tiles).into_par_iter().for_each(|t| {
                 // SAFETY: AVX-512 and AVX512-BF16 asserted above (`allows`); as above.
@@ -237,6 +268,7 @@ pub fn gemm(
 enum KernelKind<'a> {
     F32(&'a [f32]),
     Bf16Fma(&'a [u16]),
+    F16(&'a [u16]),
 }
 
 struct Job<'a> {
@@ -258,14 +290,14 @@ impl Job<'_> {
     unsafe fn tile(&self, t: usize, col_tiles: usize, apack: &[f32], kind: KernelKind) {
         let (rt, ct) = (t / col_tiles, t % col_tiles);
         let kp = match kind {
-            KernelKind::F32(_) => self.k,
+            KernelKind::F32(_) | KernelKind::F16(_) => self.k,
             KernelKind::Bf16Fma(_) => self.k.next_multiple_of(2),
         };
         let panels = self.panels(rt);
         let groups = ct * COL_GROUPS..(ct * COL_GROUPS + COL_GROUPS).min(self.n.div_ceil(NR));
         let depth = match kind {
             KernelKind::F32(_) => KC,
-            KernelKind::Bf16Fma(_) => KC_BF16,
+            KernelKind::Bf16Fma(_) | KernelKind::F16(_) => KC_BF16,
         };
         for k0 in (0..kp).step_by(depth) {
             let kc = depth.min(kp - k0);
@@ -282,6 +314,9 @@ impl Job<'_> {
                             }
                             KernelKind::Bf16Fma(w) => {
                                 simd::tile_bf16(kc / 2, a, w[(g * kp + k0) * NR..].as_ptr(), &dst)
+                            }
+                            KernelKind::F16(w) => {
+                                simd::tile_f16(kc, a, w[(g * self.k + k0) * NR..].as_ptr(), &dst)
                             }
                         }
                     }
@@ -406,7 +441,7 @@ mod tests {
     use half::bf16;
 
     /// Odd sizes across the tile edges (12-row panels, 32-column groups, 96 x 128 parallel
-    /// tiles, 512-deep k blocks), f32 and bf16 weights, with and without bias.
+    /// tiles, 256/512-deep k blocks), f32, bf16 and f16 weights, with and without bias.
     #[test]
     fn packed_gemm_matches_reference() {
         if !PackedWeights::supported(Isa::Avx512) {
@@ -428,21 +463,27 @@ mod tests {
             let a = rng.vec(m * k, -1.0, 1.0);
             let wf = rng.vec(n * k, -1.0, 1.0);
             let wb: Vec<bf16> = wf.iter().map(|&x| bf16::from_f32(x)).collect();
+            let wh: Vec<half::f16> = wf.iter().map(|&x| half::f16::from_f32(x)).collect();
             let bias = rng.vec(n, -1.0, 1.0);
             for (w, with_bias) in [
                 (WeightSlice::F32(&wf), true),
                 (WeightSlice::BF16(&wb), true),
                 (WeightSlice::BF16(&wb), false),
+                (WeightSlice::F16(&wh), true),
             ] {
-                let packed = PackedWeights::pack(w, n, k).expect("f32/bf16 pack");
+                let packed = PackedWeights::pack(w, n, k).expect("pack");
                 let b = if with_bias { &bias[..] } else { &[][..] };
                 let bs = with_bias.then_some(WeightSlice::F32(&bias));
                 let mut want = vec![0.0; m * n];
                 reference::matmul(&a, w, bs, m, n, k, &mut want);
                 let mut got = vec![f32::NAN; m * n];
                 gemm(&a, &packed, b, m, Precision::F32, &mut got);
-                let bf = matches!(w, WeightSlice::BF16(_));
-                let what = format!("packed {m}x{n}x{k} bf16={bf} bias={with_bias}");
+                let dtype = match w {
+                    WeightSlice::F32(_) => "f32",
+                    WeightSlice::BF16(_) => "bf16",
+                    WeightSlice::F16(_) => "f16",
+                };
+                let what = format!("packed {m}x{n}x{k} {dtype} bias={with_bias}");
                 assert_nmse(&what, &got, &want, NMSE_F32_REDUCTION);
                 if dot && packed.allows(Precision::Bf16Dot) {
                     // bf16 compute: exact against the reference fed bf16-rounded activations.
@@ -457,9 +498,7 @@ mod tests {
     }
 
     #[test]
-    fn f16_weights_are_not_packed_and_k_zero_gives_bias() {
-        let wh = [half::f16::from_f32(1.0); 6];
-        assert!(PackedWeights::pack(WeightSlice::F16(&wh), 2, 3).is_none());
+    fn k_zero_gives_bias() {
         if !PackedWeights::supported(Isa::Avx512) {
             return;
         }

@@ -48,6 +48,29 @@ pub(super) unsafe fn tile_f32(kc: usize, a: *const f32, w: *const f32, dst: &Dst
     }
 }
 
+/// As [`tile_f32`] with f16 weights `[k][32]`, widened exactly by `vcvtph2ps`.
+///
+/// # Safety
+/// AVX-512 level supported; `a` holds `kc * MR` floats, `w` `kc * NR` u16; `dst` as [`store`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+pub(super) unsafe fn tile_f16(kc: usize, a: *const f32, w: *const u16, dst: &Dst) {
+    let mut acc: Acc = [[_mm512_setzero_ps(); 2]; MR];
+    // SAFETY: p < kc keeps every read inside a / w (caller's contract).
+    unsafe {
+        for p in 0..kc {
+            let w0 = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(p * NR) as *const _));
+            let w1 = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(p * NR + 16) as *const _));
+            let ap = a.add(p * MR);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*ap.add(r));
+                acc[0] = _mm512_fmadd_ps(x, w0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(x, w1, acc[1]);
+            }
+        }
+        store(&acc, dst);
+    }
+}
+
 /// As [`tile_f32`] with bf16 weights in pairs `[q][32][2]` (`k2` pairs), widened exactly:
 /// the even element of a pair is its low half shifted up, the odd one its high half.
 ///

@@ -76,6 +76,7 @@ pub fn gemv(x: &[f32], w: &PackedWeights, bias: Option<WeightSlice>, m: usize, o
             match &w.data {
                 PackedData::F32(d) => job.run_f32(d[g * k * NR..].as_ptr()),
                 PackedData::Bf16(d) => job.run_bf16(d[g * k.div_ceil(2) * 2 * NR..].as_ptr()),
+                PackedData::F16(d) => job.run_f16(d[g * k * NR..].as_ptr()),
             }
         }
     };
@@ -131,6 +132,45 @@ impl Group<'_> {
             if p < self.k {
                 let w0 = _mm512_loadu_ps(w.add(p * NR));
                 let w1 = _mm512_loadu_ps(w.add(p * NR + 16));
+                for (r, acc) in acc.iter_mut().enumerate().take(self.m) {
+                    let a0 = _mm512_set1_ps(*x.add(r * self.k + p));
+                    acc[0] = _mm512_fmadd_ps(a0, w0, acc[0]);
+                    acc[1] = _mm512_fmadd_ps(a0, w1, acc[1]);
+                }
+            }
+            self.store(&acc);
+        }
+    }
+
+    /// As [`Group::run_f32`] with f16 weights `[k][32]`, widened by `vcvtph2ps`.
+    ///
+    /// # Safety
+    /// AVX-512 supported; `w` holds `k * 32` u16; `out` as in [`gemv`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    unsafe fn run_f16(&self, w: *const u16) {
+        let mut acc: Acc = [[_mm512_setzero_ps(); 4]; MAX_M];
+        let x = self.x.as_ptr();
+        let load = |p: usize, h: usize| {
+            // SAFETY: p < k, so the 16 values at p * 32 + 16 h lie inside w (caller's contract).
+            unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(w.add(p * NR + 16 * h) as *const _)) }
+        };
+        // SAFETY: p < k keeps reads inside each row of x (caller's contract).
+        unsafe {
+            let mut p = 0;
+            while p + 2 <= self.k {
+                let (w0, w1, w2, w3) = (load(p, 0), load(p, 1), load(p + 1, 0), load(p + 1, 1));
+                for (r, acc) in acc.iter_mut().enumerate().take(self.m) {
+                    let a0 = _mm512_set1_ps(*x.add(r * self.k + p));
+                    let a1 = _mm512_set1_ps(*x.add(r * self.k + p + 1));
+                    acc[0] = _mm512_fmadd_ps(a0, w0, acc[0]);
+                    acc[1] = _mm512_fmadd_ps(a0, w1, acc[1]);
+                    acc[2] = _mm512_fmadd_ps(a1, w2, acc[2]);
+                    acc[3] = _mm512_fmadd_ps(a1, w3, acc[3]);
+                }
+                p += 2;
+            }
+            if p < self.k {
+                let (w0, w1) = (load(p, 0), load(p, 1));
                 for (r, acc) in acc.iter_mut().enumerate().take(self.m) {
                     let a0 = _mm512_set1_ps(*x.add(r * self.k + p));
                     acc[0] = _mm512_fmadd_ps(a0, w0, acc[0]);
@@ -225,6 +265,7 @@ mod tests {
         ] {
             let wf = rng.vec(n * k, -1.0, 1.0);
             let wb: Vec<bf16> = wf.iter().map(|&v| bf16::from_f32(v)).collect();
+            let wh: Vec<half::f16> = wf.iter().map(|&v| half::f16::from_f32(v)).collect();
             let bias: Vec<bf16> = rng
                 .vec(n, -1.0, 1.0)
                 .into_iter()
@@ -236,6 +277,7 @@ mod tests {
                     (WeightSlice::F32(&wf), false),
                     (WeightSlice::BF16(&wb), true),
                     (WeightSlice::F32(&wf), true),
+                    (WeightSlice::F16(&wh), true),
                 ] {
                     let packed = PackedWeights::pack(w, n, k).expect("pack");
                     let b = with_bias.then_some(WeightSlice::BF16(&bias));
@@ -243,8 +285,12 @@ mod tests {
                     reference::matmul(&x, w, b, m, n, k, &mut want);
                     let mut got = vec![f32::NAN; m * n];
                     gemv(&x, &packed, b, m, &mut got);
-                    let bf = matches!(w, WeightSlice::BF16(_));
-                    let what = format!("packed gemv {m}x{n}x{k} bf16={bf} bias={with_bias}");
+                    let dtype = match w {
+                        WeightSlice::F32(_) => "f32",
+                        WeightSlice::BF16(_) => "bf16",
+                        WeightSlice::F16(_) => "f16",
+                    };
+                    let what = format!("packed gemv {m}x{n}x{k} {dtype} bias={with_bias}");
                     assert_nmse(&what, &got, &want, NMSE_F32_REDUCTION);
                 }
             }

@@ -1,7 +1,7 @@
 //! The fast CPU matmul: on AVX-512, the packed GEMM for prefill and vision shapes and the
 //! packed GEMV for decode, both over one copy of each weight packed at its first matmul (see
-//! `weights.rs`); the per-call GEMM / GEMV of `iris_kernels::cpu::gemm` otherwise (AVX2, f16
-//! weights, weights that are views of part of a tensor).
+//! `weights.rs`); the per-call GEMM / GEMV of `iris_kernels::cpu::gemm` otherwise (AVX2,
+//! weights that are views of part of a tensor).
 
 use iris_kernels::cpu::gemm::{self, bf16_dot, packed, packed_gemv};
 use iris_kernels::cpu::isa::Isa;

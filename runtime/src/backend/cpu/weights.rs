@@ -27,8 +27,8 @@ impl WeightBuffer {
     }
 
     /// The packed copy of this weight read as `[n, k]` from `w` (a view of the whole
-    /// weight), packed now if this is the first request; `None` where the packed GEMM does
-    /// not take the dtype (f16).
+    /// weight), packed now if this is the first request; `None` where the packed kernels do
+    /// not take the dtype.
     pub(super) fn packed(&self, w: WeightSlice, n: usize, k: usize) -> Option<&PackedWeights> {
         self.packed
             .get_or_init(|| PackedWeights::pack(w, n, k))
