@@ -140,7 +140,7 @@ pub fn attention(
         n_kv_heads,
         head_dim,
         scale,
-        causal,
+        ..
     } = *p;
     if !check_operands(q, k, v, kv, mask, p, out) {
         return;
@@ -157,11 +157,7 @@ pub fn attention(
         let kv_base = b * kv.batch + (qh / group) * kv.head;
         let mut scores = [0.0f32; BLOCK];
         for i in c * Q_CHUNK..((c + 1) * Q_CHUNK).min(q_len) {
-            let visible = if causal {
-                (i + kv_len + 1).saturating_sub(q_len).min(kv_len)
-            } else {
-                kv_len
-            };
+            let visible = p.visible_keys(i);
             let q_off = ((b * q_len + i) * n_heads + qh) * head_dim;
             let row = Row {
                 q: &q[q_off..q_off + head_dim],

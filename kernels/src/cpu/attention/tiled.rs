@@ -128,17 +128,6 @@ struct Tile<'a, F: Fn(usize) -> usize> {
     params: &'a AttentionParams,
 }
 
-/// Keys each row of the tile may see (causal: up to its own position).
-fn visible(params: &AttentionParams, query: usize) -> usize {
-    if params.causal {
-        (query + params.kv_len + 1)
-            .saturating_sub(params.q_len)
-            .min(params.kv_len)
-    } else {
-        params.kv_len
-    }
-}
-
 /// # Safety
 /// The CPU has the AVX-512 level; `out` is valid for writes at `q_off(r)..q_off(r) + d` for
 /// every row of the tile, and no other thread writes those elements.
@@ -147,7 +136,7 @@ unsafe fn run_tile<F: Fn(usize) -> usize>(job: &Tile<F>, s: &mut TileScratch, ou
     let d = p.head_dim;
     let mut seen = [0usize; QB];
     for (r, seen) in seen.iter_mut().enumerate().take(job.rows) {
-        *seen = visible(p, job.first_query + r);
+        *seen = p.visible_keys(job.first_query + r);
     }
     let last_visible = seen[..job.rows].iter().copied().max().unwrap_or(0);
     s.q_pack.fill(0.0);

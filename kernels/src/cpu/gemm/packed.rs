@@ -73,6 +73,30 @@ pub(super) enum PackedData {
     F16(Vec<u16>),
 }
 
+/// `w` (`[n, k]`) as groups of 32 columns `[group][k][32]` of `convert(x)`, zeros past `n`:
+/// the layout of the f32 and f16 kernels.
+fn pack_columns<T: Copy + Sync, U: Copy + Default + Send>(
+    w: &[T],
+    n: usize,
+    k: usize,
+    convert: impl Fn(T) -> U + Sync,
+) -> Vec<U> {
+    let mut data = vec![U::default(); n.div_ceil(NR) * k * NR];
+    if k > 0 {
+        data.par_chunks_mut(k * NR)
+            .enumerate()
+            .for_each(|(g, dst)| {
+                for c in 0..NR.min(n - g * NR) {
+                    let row = &w[(g * NR + c) * k..][..k];
+                    for (p, &x) in row.iter().enumerate() {
+                        dst[p * NR + c] = convert(x);
+                    }
+                }
+            });
+    }
+    data
+}
+
 /// How the packed GEMM computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
@@ -94,22 +118,7 @@ impl PackedWeights {
         assert_eq!(w.len(), n * k, "pack: w must be [n = {n}, k = {k}]");
         let groups = n.div_ceil(NR);
         let data = match w {
-            WeightSlice::F32(w) => {
-                let mut data = vec![0.0f32; groups * k * NR];
-                if k > 0 {
-                    data.par_chunks_mut(k * NR)
-                        .enumerate()
-                        .for_each(|(g, dst)| {
-                            for c in 0..NR.min(n - g * NR) {
-                                let row = &w[(g * NR + c) * k..][..k];
-                                for (p, &x) in row.iter().enumerate() {
-                                    dst[p * NR + c] = x;
-                                }
-                            }
-                        });
-                }
-                PackedData::F32(data)
-            }
+            WeightSlice::F32(w) => PackedData::F32(pack_columns(w, n, k, |x| x)),
             WeightSlice::BF16(w) => {
                 let k2 = k.div_ceil(2);
                 let mut data = vec![0u16; groups * k2 * NR * 2];
@@ -127,22 +136,7 @@ impl PackedWeights {
                 }
                 PackedData::Bf16(data)
             }
-            WeightSlice::F16(w) => {
-                let mut data = vec![0u16; groups * k * NR];
-                if k > 0 {
-                    data.par_chunks_mut(k * NR)
-                        .enumerate()
-                        .for_each(|(g, dst)| {
-                            for c in 0..NR.min(n - g * NR) {
-                                let row = &w[(g * NR + c) * k..][..k];
-                                for (p, x) in row.iter().enumerate() {
-                                    dst[p * NR + c] = x.to_bits();
-                                }
-                            }
-                        });
-                }
-                PackedData::F16(data)
-            }
+            WeightSlice::F16(w) => PackedData::F16(pack_columns(w, n, k, |x| x.to_bits())),
         };
         Some(PackedWeights { n, k, data })
     }

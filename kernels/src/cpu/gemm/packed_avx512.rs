@@ -25,26 +25,37 @@ pub(super) struct Dst {
 
 type Acc = [[__m512; 2]; MR];
 
-/// `acc[r] += sum_p a[p * MR + r] * w[p * NR ..][..32]` over `kc` steps, f32 weights.
-///
-/// # Safety
-/// AVX-512 level supported; `a` holds `kc * MR`, `w` `kc * NR` floats; `dst` as [`store`].
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-pub(super) unsafe fn tile_f32(kc: usize, a: *const f32, w: *const f32, dst: &Dst) {
-    let mut acc: Acc = [[_mm512_setzero_ps(); 2]; MR];
-    // SAFETY: p < kc keeps every read inside a / w (caller's contract).
-    unsafe {
-        for p in 0..kc {
-            let w0 = _mm512_loadu_ps(w.add(p * NR));
-            let w1 = _mm512_loadu_ps(w.add(p * NR + 16));
-            let ap = a.add(p * MR);
+/// The FMA tile over `kc` steps: `acc[r] += a[p * MR + r] * (the two weight vectors that
+/// `$load(p)` returns)`, then [`store`]. One body for the f32 and f16 kernels, expanded inside
+/// each `#[target_feature]` function so the loads inline; call it in an `unsafe` block.
+macro_rules! fma_tile {
+    ($kc:expr, $a:expr, $dst:expr, $load:expr) => {{
+        let mut acc: Acc = [[_mm512_setzero_ps(); 2]; MR];
+        for p in 0..$kc {
+            let (w0, w1) = $load(p);
+            let ap = $a.add(p * MR);
             for (r, acc) in acc.iter_mut().enumerate() {
                 let x = _mm512_set1_ps(*ap.add(r));
                 acc[0] = _mm512_fmadd_ps(x, w0, acc[0]);
                 acc[1] = _mm512_fmadd_ps(x, w1, acc[1]);
             }
         }
-        store(&acc, dst);
+        store(&acc, $dst);
+    }};
+}
+
+/// `acc[r] += sum_p a[p * MR + r] * w[p * NR ..][..32]` over `kc` steps, f32 weights.
+///
+/// # Safety
+/// AVX-512 level supported; `a` holds `kc * MR`, `w` `kc * NR` floats; `dst` as [`store`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+pub(super) unsafe fn tile_f32(kc: usize, a: *const f32, w: *const f32, dst: &Dst) {
+    // SAFETY: p < kc keeps every read inside a / w (caller's contract).
+    unsafe {
+        fma_tile!(kc, a, dst, |p: usize| (
+            _mm512_loadu_ps(w.add(p * NR)),
+            _mm512_loadu_ps(w.add(p * NR + 16))
+        ))
     }
 }
 
@@ -54,20 +65,12 @@ pub(super) unsafe fn tile_f32(kc: usize, a: *const f32, w: *const f32, dst: &Dst
 /// AVX-512 level supported; `a` holds `kc * MR` floats, `w` `kc * NR` u16; `dst` as [`store`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 pub(super) unsafe fn tile_f16(kc: usize, a: *const f32, w: *const u16, dst: &Dst) {
-    let mut acc: Acc = [[_mm512_setzero_ps(); 2]; MR];
     // SAFETY: p < kc keeps every read inside a / w (caller's contract).
     unsafe {
-        for p in 0..kc {
-            let w0 = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(p * NR) as *const _));
-            let w1 = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(p * NR + 16) as *const _));
-            let ap = a.add(p * MR);
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(*ap.add(r));
-                acc[0] = _mm512_fmadd_ps(x, w0, acc[0]);
-                acc[1] = _mm512_fmadd_ps(x, w1, acc[1]);
-            }
-        }
-        store(&acc, dst);
+        fma_tile!(kc, a, dst, |p: usize| (
+            _mm512_cvtph_ps(_mm256_loadu_si256(w.add(p * NR) as *const _)),
+            _mm512_cvtph_ps(_mm256_loadu_si256(w.add(p * NR + 16) as *const _))
+        ))
     }
 }
 

@@ -91,6 +91,40 @@ pub fn gemv(x: &[f32], w: &PackedWeights, bias: Option<WeightSlice>, m: usize, o
     }
 }
 
+/// The body of the `[k][32]` GEMVs (f32 and f16 weights): `$load(p, h)` is the weight vector
+/// of columns `16 h .. 16 h + 16` at step `p`; two steps per iteration into separate
+/// accumulators, then [`Group::store`]. Expanded inside each `#[target_feature]` method so the
+/// loads inline; call it in an `unsafe` block.
+macro_rules! gemv_rows {
+    ($group:expr, $load:expr) => {{
+        let g = $group;
+        let mut acc: Acc = [[_mm512_setzero_ps(); 4]; MAX_M];
+        let x = g.x.as_ptr();
+        let mut p = 0;
+        while p + 2 <= g.k {
+            let (w0, w1, w2, w3) = ($load(p, 0), $load(p, 1), $load(p + 1, 0), $load(p + 1, 1));
+            for (r, acc) in acc.iter_mut().enumerate().take(g.m) {
+                let a0 = _mm512_set1_ps(*x.add(r * g.k + p));
+                let a1 = _mm512_set1_ps(*x.add(r * g.k + p + 1));
+                acc[0] = _mm512_fmadd_ps(a0, w0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(a0, w1, acc[1]);
+                acc[2] = _mm512_fmadd_ps(a1, w2, acc[2]);
+                acc[3] = _mm512_fmadd_ps(a1, w3, acc[3]);
+            }
+            p += 2;
+        }
+        if p < g.k {
+            let (w0, w1) = ($load(p, 0), $load(p, 1));
+            for (r, acc) in acc.iter_mut().enumerate().take(g.m) {
+                let a0 = _mm512_set1_ps(*x.add(r * g.k + p));
+                acc[0] = _mm512_fmadd_ps(a0, w0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(a0, w1, acc[1]);
+            }
+        }
+        g.store(&acc);
+    }};
+}
+
 /// One group of 32 columns.
 struct Group<'a> {
     x: &'a [f32],
@@ -109,36 +143,11 @@ impl Group<'_> {
     /// AVX-512 supported; `w` holds `k * 32` floats; `out` as in [`gemv`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
     unsafe fn run_f32(&self, w: *const f32) {
-        let mut acc: Acc = [[_mm512_setzero_ps(); 4]; MAX_M];
-        let x = self.x.as_ptr();
         // SAFETY: p < k keeps reads inside w and each row of x (caller's contract).
         unsafe {
-            let mut p = 0;
-            while p + 2 <= self.k {
-                let w0 = _mm512_loadu_ps(w.add(p * NR));
-                let w1 = _mm512_loadu_ps(w.add(p * NR + 16));
-                let w2 = _mm512_loadu_ps(w.add(p * NR + 32));
-                let w3 = _mm512_loadu_ps(w.add(p * NR + 48));
-                for (r, acc) in acc.iter_mut().enumerate().take(self.m) {
-                    let a0 = _mm512_set1_ps(*x.add(r * self.k + p));
-                    let a1 = _mm512_set1_ps(*x.add(r * self.k + p + 1));
-                    acc[0] = _mm512_fmadd_ps(a0, w0, acc[0]);
-                    acc[1] = _mm512_fmadd_ps(a0, w1, acc[1]);
-                    acc[2] = _mm512_fmadd_ps(a1, w2, acc[2]);
-                    acc[3] = _mm512_fmadd_ps(a1, w3, acc[3]);
-                }
-                p += 2;
-            }
-            if p < self.k {
-                let w0 = _mm512_loadu_ps(w.add(p * NR));
-                let w1 = _mm512_loadu_ps(w.add(p * NR + 16));
-                for (r, acc) in acc.iter_mut().enumerate().take(self.m) {
-                    let a0 = _mm512_set1_ps(*x.add(r * self.k + p));
-                    acc[0] = _mm512_fmadd_ps(a0, w0, acc[0]);
-                    acc[1] = _mm512_fmadd_ps(a0, w1, acc[1]);
-                }
-            }
-            self.store(&acc);
+            gemv_rows!(self, |p: usize, h: usize| _mm512_loadu_ps(
+                w.add(p * NR + 16 * h)
+            ))
         }
     }
 
@@ -148,36 +157,11 @@ impl Group<'_> {
     /// AVX-512 supported; `w` holds `k * 32` u16; `out` as in [`gemv`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
     unsafe fn run_f16(&self, w: *const u16) {
-        let mut acc: Acc = [[_mm512_setzero_ps(); 4]; MAX_M];
-        let x = self.x.as_ptr();
-        let load = |p: usize, h: usize| {
-            // SAFETY: p < k, so the 16 values at p * 32 + 16 h lie inside w (caller's contract).
-            unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(w.add(p * NR + 16 * h) as *const _)) }
-        };
-        // SAFETY: p < k keeps reads inside each row of x (caller's contract).
+        // SAFETY: p < k keeps reads inside w and each row of x (caller's contract).
         unsafe {
-            let mut p = 0;
-            while p + 2 <= self.k {
-                let (w0, w1, w2, w3) = (load(p, 0), load(p, 1), load(p + 1, 0), load(p + 1, 1));
-                for (r, acc) in acc.iter_mut().enumerate().take(self.m) {
-                    let a0 = _mm512_set1_ps(*x.add(r * self.k + p));
-                    let a1 = _mm512_set1_ps(*x.add(r * self.k + p + 1));
-                    acc[0] = _mm512_fmadd_ps(a0, w0, acc[0]);
-                    acc[1] = _mm512_fmadd_ps(a0, w1, acc[1]);
-                    acc[2] = _mm512_fmadd_ps(a1, w2, acc[2]);
-                    acc[3] = _mm512_fmadd_ps(a1, w3, acc[3]);
-                }
-                p += 2;
-            }
-            if p < self.k {
-                let (w0, w1) = (load(p, 0), load(p, 1));
-                for (r, acc) in acc.iter_mut().enumerate().take(self.m) {
-                    let a0 = _mm512_set1_ps(*x.add(r * self.k + p));
-                    acc[0] = _mm512_fmadd_ps(a0, w0, acc[0]);
-                    acc[1] = _mm512_fmadd_ps(a0, w1, acc[1]);
-                }
-            }
-            self.store(&acc);
+            gemv_rows!(self, |p: usize, h: usize| _mm512_cvtph_ps(
+                _mm256_loadu_si256(w.add(p * NR + 16 * h) as *const _)
+            ))
         }
     }
 

@@ -28,6 +28,20 @@ pub struct AttentionParams {
     pub causal: bool,
 }
 
+impl AttentionParams {
+    /// Keys query `i` may see: all `kv_len`, or (causal) those up to its own position, the
+    /// queries being the last `q_len` of the `kv_len` positions.
+    pub fn visible_keys(&self, i: usize) -> usize {
+        if self.causal {
+            (i + self.kv_len + 1)
+                .saturating_sub(self.q_len)
+                .min(self.kv_len)
+        } else {
+            self.kv_len
+        }
+    }
+}
+
 /// Element strides of `k` and `v` between batches, kv heads and positions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KvStrides {
@@ -135,7 +149,7 @@ pub fn attention(
         n_kv_heads,
         head_dim,
         scale,
-        causal,
+        ..
     } = *p;
     if !check_operands(q, k, v, kv, mask, p, out) {
         return;
@@ -147,12 +161,7 @@ pub fn attention(
 
     for b in 0..batch {
         for i in 0..q_len {
-            // Keys visible to query i: j < visible (causal) or all.
-            let visible = if causal {
-                (i + kv_len + 1).saturating_sub(q_len).min(kv_len)
-            } else {
-                kv_len
-            };
+            let visible = p.visible_keys(i);
             let mask_row = mask.map(|m| &m[(b * q_len + i) * kv_len..][..kv_len]);
             for qh in 0..n_heads {
                 let kvh = qh / group;
