@@ -12,25 +12,22 @@
 //! channels are the block's tokens in row-major order, each with its `E` channels. A pure
 //! permutation: values are copied exactly.
 
-/// Idefics3 pixel shuffle, see the file header.
-pub fn pixel_shuffle(
-    x: &[f32],
+/// The operand checks of [`pixel_shuffle`], shared with the fast copy: panics unless `x` and
+/// `out` hold `[B, S, E]` with `S` a square whose side `scale` divides; returns the side.
+pub(crate) fn check_operands(
+    x_len: usize,
+    out_len: usize,
     batch: usize,
     seq: usize,
     embed: usize,
     scale: usize,
-    out: &mut [f32],
-) {
+) -> usize {
     assert_eq!(
-        x.len(),
+        x_len,
         batch * seq * embed,
         "pixel_shuffle: x must be [B, S, E]"
     );
-    assert_eq!(
-        x.len(),
-        out.len(),
-        "pixel_shuffle: x and out lengths differ"
-    );
+    assert_eq!(x_len, out_len, "pixel_shuffle: x and out lengths differ");
     let side = (seq as f64).sqrt().round() as usize;
     assert_eq!(
         side * side,
@@ -41,6 +38,19 @@ pub fn pixel_shuffle(
         side.checked_rem(scale) == Some(0),
         "pixel_shuffle: side = {side} is not divisible by scale = {scale}"
     );
+    side
+}
+
+/// Idefics3 pixel shuffle, see the file header.
+pub fn pixel_shuffle(
+    x: &[f32],
+    batch: usize,
+    seq: usize,
+    embed: usize,
+    scale: usize,
+    out: &mut [f32],
+) {
+    let side = check_operands(x.len(), out.len(), batch, seq, embed, scale);
     let blocks = side / scale; // blocks per row and per column
     let out_embed = embed * scale * scale;
     for b in 0..batch {

@@ -260,26 +260,8 @@ pub fn pixel_shuffle(
     scale: usize,
     out: &mut [f32],
 ) {
-    assert_eq!(
-        x.len(),
-        batch * seq * embed,
-        "pixel_shuffle: x must be [B, S, E]"
-    );
-    assert_eq!(
-        x.len(),
-        out.len(),
-        "pixel_shuffle: x and out lengths differ"
-    );
-    let side = (seq as f64).sqrt().round() as usize;
-    assert_eq!(
-        side * side,
-        seq,
-        "pixel_shuffle: seq = {seq} is not a perfect square"
-    );
-    assert!(
-        side.checked_rem(scale) == Some(0),
-        "pixel_shuffle: side = {side} is not divisible by scale = {scale}"
-    );
+    let side =
+        reference::pixel_shuffle::check_operands(x.len(), out.len(), batch, seq, embed, scale);
     // out[b, by, bx, dy, dx, e] = x[b, (by * s + dy) * side + bx * s + dx, e]
     let (s, e, blocks) = (scale, embed, side / scale);
     let dims = [batch, blocks, blocks, s, s, e];
