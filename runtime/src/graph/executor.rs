@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::graph::builder::{Graph, ValueId, ValueSource};
 use crate::graph::op::Op;
 use crate::graph::planner::{plan, Placement, Plan};
+use crate::graph::profile::{self, OpProfile};
 use crate::graph::shape_infer::reads_half_weight;
 use crate::tensor::Tensor;
 
@@ -52,6 +53,8 @@ pub struct Executor<B: Backend> {
     steps: Vec<Step<B::Slot>>,
     kept: Vec<bool>,
     written: Vec<bool>,
+    /// Per-op timing (`IRIS_PROFILE=1`), printed at drop.
+    profile: Option<OpProfile>,
 }
 
 impl<B: Backend> Executor<B> {
@@ -101,7 +104,7 @@ impl<B: Backend> Executor<B> {
             dtype: graph.values[id.0].dtype,
             shape: graph.values[id.0].shape.clone(),
         };
-        let steps = graph
+        let steps: Vec<Step<B::Slot>> = graph
             .nodes
             .iter()
             .enumerate()
@@ -113,6 +116,7 @@ impl<B: Backend> Executor<B> {
             })
             .collect();
         let written = vec![false; graph.values.len()];
+        let profile = profile::requested().then(|| OpProfile::new(step_labels(&graph, &steps)));
         Ok(Executor {
             recording: None,
             replay: ReplayState::NotRecorded,
@@ -123,6 +127,7 @@ impl<B: Backend> Executor<B> {
             steps,
             kept,
             written,
+            profile,
         })
     }
 
@@ -207,9 +212,28 @@ impl<B: Backend> Executor<B> {
     /// at least once; later runs may rewrite only the ones that change).
     pub fn execute(&mut self, backend: &mut B) -> Result<()> {
         self.check_inputs_written()?;
-        self.queue_steps(backend)?;
-        backend.synchronize()?;
+        if self.profile.is_some() {
+            self.run_profiled(backend)?;
+        } else {
+            self.queue_steps(backend)?;
+            backend.synchronize()?;
+        }
         self.runs += 1;
+        Ok(())
+    }
+
+    /// `execute`'s steps, each timed to completion.
+    fn run_profiled(&mut self, backend: &mut B) -> Result<()> {
+        let Some(profile) = self.profile.as_mut() else {
+            return Ok(());
+        };
+        for (i, step) in self.steps.iter().enumerate() {
+            let started = OpProfile::start();
+            backend.execute(&self.graph.nodes[step.node].op, &step.inputs, &step.output)?;
+            backend.synchronize()?;
+            profile.record(i, started);
+        }
+        profile.finish_run();
         Ok(())
     }
 
@@ -224,7 +248,7 @@ impl<B: Backend> Executor<B> {
             recording.replay()?;
             return backend.synchronize();
         }
-        if self.replay != ReplayState::NotRecorded || self.runs == 0 {
+        if self.replay != ReplayState::NotRecorded || self.runs == 0 || self.profile.is_some() {
             return self.execute(backend);
         }
         if !backend.begin_capture()? {
@@ -327,6 +351,42 @@ impl<B: Backend> Executor<B> {
             .map(|(name, _)| Ok((name.clone(), self.read(backend, name)?)))
             .collect()
     }
+}
+
+impl<B: Backend> Drop for Executor<B> {
+    fn drop(&mut self) {
+        if let Some(profile) = &self.profile {
+            let outputs: Vec<&str> = self.graph.outputs.iter().map(|(n, _)| n.as_str()).collect();
+            let title = format!(
+                "the graph of {} ops to {}",
+                self.steps.len(),
+                outputs.join(", ")
+            );
+            eprint!("{}", profile.report(&title));
+        }
+    }
+}
+
+/// Each step's profile label: the op, its operands' dtypes and shapes, and its output's.
+fn step_labels<S>(graph: &Graph, steps: &[Step<S>]) -> Vec<String> {
+    steps
+        .iter()
+        .map(|step| {
+            let node = &graph.nodes[step.node];
+            let operands: Vec<String> = node
+                .inputs
+                .iter()
+                .map(|&id| format!("{} {}", graph.values[id.0].dtype, graph.values[id.0].shape))
+                .collect();
+            let out = &graph.values[node.output.0];
+            format!(
+                "{} ({}) -> {}",
+                node.op.name(),
+                operands.join(", "),
+                out.shape
+            )
+        })
+        .collect()
 }
 
 /// A device error while binding a weight (out of memory, most often), with the weight's

@@ -6,6 +6,7 @@ mod builder;
 mod executor;
 mod op;
 mod planner;
+mod profile;
 mod shape_infer;
 
 pub use builder::{Graph, GraphBuilder, Node, Value, ValueId, ValueSource};

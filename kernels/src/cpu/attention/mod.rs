@@ -1,21 +1,24 @@
-//! Flash-style CPU attention: `out = softmax(scale * q k^T + mask [+ causal]) v`, the
-//! contract (layouts, `KvStrides`, GQA, causal offset, fully-masked rows give zeros) of
-//! `cpu::reference::attention`, f32 math.
+//! CPU attention: `out = softmax(scale * q k^T + mask [+ causal]) v`, the contract (layouts,
+//! `KvStrides`, GQA, causal offset, fully-masked rows give zeros) of
+//! `cpu::reference::attention`, f32 math. Three kernels:
+//! - AVX-512, `q_len >= MIN_Q_LEN` (prefill, ViT): tiled flash attention (`tiled.rs`);
+//! - AVX-512, shorter (decode): split-KV with the vector `exp` (`split_kv.rs`);
+//! - AVX2 and scalar: the per-row flash loop below. Per query row, keys are visited in
+//!   blocks of `BLOCK`; each block's scores are computed (SIMD dot over `head_dim`), then the
+//!   running max / sum / output accumulator are rescaled once per block (online softmax) and
+//!   the block's values are added with SIMD axpys. Rayon splits over (batch, head, chunk of
+//!   `Q_CHUNK` queries).
 //!
-//! Per query row: keys are visited in blocks of `BLOCK`; each block's scores are computed
-//! (SIMD dot over `head_dim`), then the running max / sum / output accumulator are rescaled
-//! once per block (online softmax) and the block's values are added with SIMD axpys. K/V are
-//! read in place (bthd projections or the bhsd cache). Rayon splits over (batch, head,
-//! chunk of `Q_CHUNK` queries).
-//!
-//! | variant | prefill 512 tok, 9/3 heads, d 64, causal | decode 1 x 512 keys (2 threads, AMD EPYC) |
-//! |---|---|---|
-//! | scalar / avx2 / avx512 | see BENCHMARKS.md | see BENCHMARKS.md |
+//! K/V are read in place (bthd projections or the bhsd cache). Timings: BENCHMARKS.md.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod split_kv;
+#[cfg(target_arch = "x86_64")]
+mod split_kv_avx512;
 #[cfg(target_arch = "x86_64")]
 mod tiled;
 #[cfg(target_arch = "x86_64")]
@@ -146,8 +149,12 @@ pub fn attention(
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 && q_len >= tiled::MIN_Q_LEN {
-        return tiled::attention(q, k, v, kv, mask, p, out);
+    if isa == Isa::Avx512 {
+        return if q_len >= tiled::MIN_Q_LEN {
+            tiled::attention(q, k, v, kv, mask, p, out)
+        } else {
+            split_kv::attention(q, k, v, kv, mask, p, out)
+        };
     }
     let group = n_heads / n_kv_heads;
     let chunks = q_len.div_ceil(Q_CHUNK);
@@ -173,9 +180,6 @@ pub fn attention(
             // parallel loop.
             let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(q_off), head_dim) };
             match isa {
-                // SAFETY: `assert_supported` checked the CPU has the AVX-512 level.
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => unsafe { avx512::row(&row, o, &mut scores) },
                 // SAFETY: `assert_supported` checked the CPU has the AVX2 level.
                 #[cfg(target_arch = "x86_64")]
                 Isa::Avx2 => unsafe { avx2::row(&row, o, &mut scores) },
@@ -267,6 +271,24 @@ mod tests {
                 case(&mut rng, 1, tq, tk, 3, 3, d, false, true, None);
             }
             case(&mut rng, 2, tq, tk, 9, 3, 64, true, false, Some(tk + 13));
+        }
+    }
+
+    /// Long caches with few heads: the split-KV kernel cuts the keys into several chunks and
+    /// combines them (causal rows ending in different chunks, masked keys, fully masked rows).
+    #[test]
+    fn split_kv_chunks_match_reference() {
+        let mut rng = Rng::new(103);
+        for &(tq, tk, nh, nkv, d) in &[
+            (1, 1000, 3, 1, 64),
+            (1, 1031, 9, 3, 64),
+            (4, 777, 2, 2, 72),
+            (7, 513, 3, 1, 33),
+        ] {
+            for (causal, masked) in [(false, false), (true, false), (false, true)] {
+                case(&mut rng, 1, tq, tk, nh, nkv, d, causal, masked, None);
+            }
+            case(&mut rng, 1, tq, tk, nh, nkv, d, true, false, Some(tk + 5));
         }
     }
 }

@@ -35,7 +35,7 @@ mod copy;
 mod embedding;
 mod gelu_erf;
 mod layer_norm;
-mod scratch;
+pub(crate) mod scratch;
 mod sigmoid_gated;
 mod softmax;
 

@@ -1,0 +1,171 @@
+//! AVX-512 body of split-KV attention: the online softmax of the query rows that share one
+//! kv head (the GQA group, times the query rows of the call) over one chunk of keys.
+//!
+//! Every block of `BLOCK` keys is read from memory once for all of those rows: their scores
+//! (one dot product per row and key) and probabilities (vector `exp`) first, then `P V` with
+//! each accumulator vector kept in a register across the block's keys (two chains), so the
+//! loads of `V` are not serialised behind a store per key.
+
+// AVX-512 intrinsics are stable since Rust 1.89.
+#![allow(clippy::incompatible_msrv)]
+
+use std::arch::x86_64::*;
+
+use super::avx512::{dot, scale};
+use super::split_kv::{BLOCK, MAX_ROWS};
+use crate::cpu::rowops::avx512::exp16;
+
+/// The keys of one (batch, kv head): key `j` at `k[j * pos..]`, `v[j * pos..]`.
+pub(super) struct Keys<'a> {
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub pos: usize,
+    pub scale: f32,
+}
+
+/// One query row's share of a chunk: it sees keys `first..end` (`end` may be at or before
+/// `first`: nothing visible). On return `acc = sum_j e^(s_j - max) v_j` (zeros if nothing
+/// was visible) and `max`, `sum` = `sum_j e^(s_j - max)` (`-inf`, 0 if nothing was).
+#[derive(Default)]
+pub(super) struct RowPart<'a> {
+    pub q: &'a [f32],
+    pub mask: Option<&'a [f32]>,
+    pub end: usize,
+    pub acc: &'a mut [f32],
+    pub max: f32,
+    pub sum: f32,
+}
+
+/// Runs `rows` (at most `MAX_ROWS`, all of head dim `acc.len()`) over keys from `first`.
+///
+/// # Safety
+/// The CPU supports the AVX-512 level.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+pub(super) unsafe fn partial_rows(keys: &Keys, first: usize, rows: &mut [RowPart]) {
+    assert!(rows.len() <= MAX_ROWS, "split-KV: too many rows per pass");
+    for row in rows.iter_mut() {
+        row.acc.fill(0.0);
+        row.max = f32::NEG_INFINITY;
+        row.sum = 0.0;
+    }
+    let last = rows.iter().map(|r| r.end).max().unwrap_or(0);
+    let mut probs = [[0.0f32; BLOCK]; MAX_ROWS];
+    let mut start = first;
+    while start < last {
+        let n = BLOCK.min(last - start);
+        for (row, p) in rows.iter_mut().zip(probs.iter_mut()) {
+            // SAFETY: AVX-512 per this function's contract.
+            unsafe { block_probs(keys, row, start, &mut p[..n]) };
+        }
+        // SAFETY: AVX-512 per this function's contract.
+        unsafe { add_pv(keys, start, n, rows, &probs) };
+        start += n;
+    }
+}
+
+/// Scores of keys `start..start + p.len()` for `row` (keys past `row.end` are `-inf`), the
+/// online-softmax rescale of `row`, and `p = e^(s - max)`.
+///
+/// # Safety
+/// The CPU supports the AVX-512 level.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+unsafe fn block_probs(keys: &Keys, row: &mut RowPart, start: usize, p: &mut [f32]) {
+    let d = row.acc.len();
+    let mut block_max = f32::NEG_INFINITY;
+    for (j, s) in (start..start + p.len()).zip(p.iter_mut()) {
+        *s = if j < row.end {
+            let mut x = keys.scale * dot(row.q, &keys.k[j * keys.pos..][..d]);
+            if let Some(m) = row.mask {
+                x += m[j];
+            }
+            x
+        } else {
+            f32::NEG_INFINITY
+        };
+        block_max = block_max.max(*s);
+    }
+    if block_max == f32::NEG_INFINITY {
+        p.fill(0.0);
+        return;
+    }
+    if block_max > row.max {
+        let corr = (row.max - block_max).exp();
+        row.sum *= corr;
+        scale(row.acc, corr);
+        row.max = block_max;
+    }
+    // SAFETY: AVX-512 per this function's contract.
+    row.sum += unsafe { exp_block(p, row.max) };
+}
+
+/// `acc_r += sum_j p[r][j] v_j` over the block's `n` keys, one 16-lane slice of the head
+/// dim at a time, in registers.
+///
+/// # Safety
+/// The CPU supports the AVX-512 level.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+unsafe fn add_pv(
+    keys: &Keys,
+    start: usize,
+    n: usize,
+    rows: &mut [RowPart],
+    probs: &[[f32; BLOCK]; MAX_ROWS],
+) {
+    let Some(d) = rows.first().map(|r| r.acc.len()) else {
+        return;
+    };
+    let v = keys.v[start * keys.pos..].as_ptr();
+    assert!(keys.v.len() >= start * keys.pos + (n - 1) * keys.pos + d);
+    for c in (0..d).step_by(16) {
+        let lanes = ((1u32 << (d - c).min(16)) - 1) as u16;
+        for (row, p) in rows.iter_mut().zip(probs) {
+            if row.max == f32::NEG_INFINITY {
+                continue;
+            }
+            let out = row.acc[c..].as_mut_ptr();
+            // SAFETY: lanes below `d - c` of row `j < n` of the block lie inside `v`
+            // (asserted above) and of `acc`; AVX-512 per this function's contract.
+            unsafe {
+                let mut even = _mm512_maskz_loadu_ps(lanes, out);
+                let mut odd = _mm512_setzero_ps();
+                let mut j = 0;
+                while j + 2 <= n {
+                    let v0 = _mm512_maskz_loadu_ps(lanes, v.add(j * keys.pos + c));
+                    let v1 = _mm512_maskz_loadu_ps(lanes, v.add((j + 1) * keys.pos + c));
+                    even = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), v0, even);
+                    odd = _mm512_fmadd_ps(_mm512_set1_ps(p[j + 1]), v1, odd);
+                    j += 2;
+                }
+                if j < n {
+                    let v0 = _mm512_maskz_loadu_ps(lanes, v.add(j * keys.pos + c));
+                    even = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), v0, even);
+                }
+                _mm512_mask_storeu_ps(out, lanes, _mm512_add_ps(even, odd));
+            }
+        }
+    }
+}
+
+/// `s = e^(s - max)` in place (exactly 0 where `s` is `-inf`); returns their sum.
+///
+/// # Safety
+/// The CPU supports the AVX-512 level.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+unsafe fn exp_block(s: &mut [f32], max: f32) -> f32 {
+    let shift = _mm512_set1_ps(max);
+    let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut total = _mm512_setzero_ps();
+    for chunk in s.chunks_mut(16) {
+        let lanes = ((1u32 << chunk.len()) - 1) as u16;
+        // SAFETY: the masked load/store touch the chunk's `len` lanes only; AVX-512 per
+        // this function's contract.
+        unsafe {
+            let x = _mm512_mask_loadu_ps(neg_inf, lanes, chunk.as_ptr());
+            let finite = _mm512_cmp_ps_mask::<_CMP_NEQ_OQ>(x, neg_inf);
+            let p = _mm512_maskz_mov_ps(finite, exp16(_mm512_sub_ps(x, shift)));
+            _mm512_mask_storeu_ps(chunk.as_mut_ptr(), lanes, p);
+            total = _mm512_add_ps(total, p);
+        }
+    }
+    _mm512_reduce_add_ps(total)
+}
