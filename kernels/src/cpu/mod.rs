@@ -13,3 +13,4 @@ pub mod patch_embed;
 pub mod reference;
 pub mod rowops;
 pub mod simd;
+pub mod team;

@@ -17,12 +17,11 @@
 //! Partials live in the calling thread's scratch, so a decode step allocates nothing. With
 //! one chunk per row (a short cache) the task normalises its row in place.
 
-use rayon::prelude::*;
-
 use super::split_kv_avx512 as simd;
 use crate::cpu::reference::{AttentionParams, KvStrides};
 use crate::cpu::rowops::scratch;
 use crate::cpu::simd::SendPtr;
+use crate::cpu::team;
 
 /// Keys per online-softmax block (the probabilities of one block stay on the stack).
 pub(super) const BLOCK: usize = 64;
@@ -65,7 +64,7 @@ pub(super) fn attention(
     let kv_heads = batch * n_kv_heads;
     let parallel = batch * n_heads * q_len * kv_len * d >= PAR_MIN_MACS;
     let chunks = if parallel {
-        let wanted = (TASKS_PER_THREAD * rayon::current_num_threads()).div_ceil(kv_heads);
+        let wanted = (TASKS_PER_THREAD * team::threads()).div_ceil(kv_heads);
         wanted.min(keys.div_ceil(MIN_CHUNK)).max(1)
     } else {
         1
@@ -142,7 +141,7 @@ pub(super) fn attention(
         };
         let tasks = kv_heads * chunks;
         if parallel {
-            (0..tasks).into_par_iter().for_each(task);
+            team::for_each(tasks, &task);
         } else {
             (0..tasks).for_each(task);
         }
