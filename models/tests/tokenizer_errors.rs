@@ -4,29 +4,50 @@
 mod tokenizer_support;
 
 use std::fs;
-use std::path::Path;
 
 use iris_models::tokenizer::{
-    build_prompt_ids, ChatMessage, Prompt, TextTokenizer, TokenizerError,
+    build_prompt_ids, ChatMessage, ChatTemplate, Prompt, TextTokenizer, TokenizerError,
 };
+use tempfile::TempDir;
 use tokenizer_support::fixtures_dir;
 
-/// A temporary folder holding the tiny_llama3 tokenizer.json and the given files.
-fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+/// The setup of every test here: a temporary folder holding the tokenizer.json of the fixture
+/// `tokenizer_of` (none for `None`), then the given files, written over it.
+fn folder_from(tokenizer_of: Option<&str>, files: &[(&str, &str)]) -> TempDir {
     let dir = tempfile::tempdir().unwrap();
-    fs::copy(
-        fixtures_dir().join("tiny_llama3").join("tokenizer.json"),
-        dir.path().join("tokenizer.json"),
-    )
-    .unwrap();
+    if let Some(fixture) = tokenizer_of {
+        fs::copy(
+            fixtures_dir().join(fixture).join("tokenizer.json"),
+            dir.path().join("tokenizer.json"),
+        )
+        .unwrap();
+    }
     for (name, text) in files {
         fs::write(dir.path().join(name), text).unwrap();
     }
     dir
 }
 
-fn load(dir: &Path) -> TextTokenizer {
-    TextTokenizer::from_dir(dir).unwrap_or_else(|e| panic!("{e}"))
+/// A temporary folder holding the tiny_llama3 tokenizer.json and the given files.
+fn folder(files: &[(&str, &str)]) -> TempDir {
+    folder_from(Some("tiny_llama3"), files)
+}
+
+/// The tokenizer of a [`folder`] with `files`, and the folder, kept for as long as it is used.
+fn load(files: &[(&str, &str)]) -> (TempDir, TextTokenizer) {
+    let dir = folder(files);
+    let tok = TextTokenizer::from_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    (dir, tok)
+}
+
+/// The error loading `dir`.
+fn load_err(dir: &TempDir) -> TokenizerError {
+    TextTokenizer::from_dir(dir.path()).expect_err("malformed folder loaded")
+}
+
+/// `template` rendered for one user message "x", without a generation prompt.
+fn render_x(template: Result<&ChatTemplate, TokenizerError>) -> String {
+    template.unwrap().render(&user("x"), false).unwrap()
 }
 
 fn user(text: &str) -> Vec<ChatMessage> {
@@ -39,9 +60,7 @@ const CHATML: &str =
 
 #[test]
 fn missing_tokenizer_json_names_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("tokenizer_config.json"), "{}").unwrap();
-    let err = TextTokenizer::from_dir(dir.path()).unwrap_err();
+    let err = load_err(&folder_from(None, &[("tokenizer_config.json", "{}")]));
     assert!(
         matches!(err, TokenizerError::MissingFile { ref path, .. } if path.ends_with("tokenizer.json")),
         "{err:?}"
@@ -55,13 +74,13 @@ fn missing_tokenizer_json_names_the_file() {
 
 #[test]
 fn malformed_tokenizer_json_reports_line_and_column() {
-    let dir = folder(&[]);
-    fs::write(
-        dir.path().join("tokenizer.json"),
-        "{\n  \"version\": \"1.0\",\n  \"model\": {,\n}",
-    )
-    .unwrap();
-    let err = TextTokenizer::from_dir(dir.path()).unwrap_err();
+    let err = load_err(&folder_from(
+        None,
+        &[(
+            "tokenizer.json",
+            "{\n  \"version\": \"1.0\",\n  \"model\": {,\n}",
+        )],
+    ));
     match &err {
         TokenizerError::Json {
             path, line, column, ..
@@ -78,19 +97,17 @@ fn malformed_tokenizer_json_reports_line_and_column() {
     );
 
     // Valid JSON that is not a tokenizer: still a located error.
-    fs::write(dir.path().join("tokenizer.json"), "{\"model\": 3}").unwrap();
-    let err = TextTokenizer::from_dir(dir.path()).unwrap_err();
+    let err = load_err(&folder_from(None, &[("tokenizer.json", "{\"model\": 3}")]));
     assert!(matches!(err, TokenizerError::Json { .. }), "{err:?}");
     assert!(err.to_string().contains("tokenizer.json: line 1"), "{err}");
 }
 
 #[test]
 fn malformed_tokenizer_config_reports_line_and_column() {
-    let dir = folder(&[(
+    let err = load_err(&folder(&[(
         "tokenizer_config.json",
         "{\n  \"bos_token\": \"<s>\"\n  \"eos_token\": \"</s>\"\n}",
-    )]);
-    let err = TextTokenizer::from_dir(dir.path()).unwrap_err();
+    )]));
     match &err {
         TokenizerError::Json {
             path, line, column, ..
@@ -118,8 +135,7 @@ fn wrongly_typed_fields_are_named() {
             "added_tokens_decoder.x",
         ),
     ] {
-        let dir = folder(&[("tokenizer_config.json", config)]);
-        let err = TextTokenizer::from_dir(dir.path()).unwrap_err();
+        let err = load_err(&folder(&[("tokenizer_config.json", config)]));
         match &err {
             TokenizerError::Field { path, field: f, .. } => {
                 assert!(path.ends_with("tokenizer_config.json"), "{err}");
@@ -145,8 +161,7 @@ fn special_tokens_as_strings_or_added_token_objects() {
         "add_bos_token": true,
         "add_eos_token": false
     }"#;
-    let dir = folder(&[("tokenizer_config.json", config)]);
-    let tok = load(dir.path());
+    let (_dir, tok) = load(&[("tokenizer_config.json", config)]);
     assert_eq!(tok.bos_token(), Some("<|begin_of_text|>"));
     assert_eq!(tok.eos_token(), Some("<|eot_id|>"));
     assert_eq!(tok.pad_token(), None);
@@ -160,24 +175,22 @@ fn special_tokens_as_strings_or_added_token_objects() {
     assert_eq!(tok.encode("a<|image|>b", false).unwrap()[1], image);
     assert_eq!(tok.decode(&[image], true).unwrap(), "");
     // Templates see it, as transformers' special_tokens_map.
-    let dir = folder(&[
+    let (_dir, tok) = load(&[
         ("tokenizer_config.json", config),
         (
             "chat_template.jinja",
             "{{ bos_token }}{{ image_token }}{{ pad_token is defined }}",
         ),
     ]);
-    let out = load(dir.path())
-        .chat_template()
-        .unwrap()
-        .render(&user("x"), false)
-        .unwrap();
-    assert_eq!(out, "<|begin_of_text|><|image|>False");
+    assert_eq!(
+        render_x(tok.chat_template()),
+        "<|begin_of_text|><|image|>False"
+    );
 }
 
 #[test]
 fn legacy_special_tokens_map_is_read_without_added_tokens_decoder() {
-    let dir = folder(&[
+    let (_dir, tok) = load(&[
         (
             "tokenizer_config.json",
             r#"{"bos_token": "<|begin_of_text|>"}"#,
@@ -187,11 +200,10 @@ fn legacy_special_tokens_map_is_read_without_added_tokens_decoder() {
             r#"{"eos_token": {"content": "<|eot_id|>"}, "bos_token": "<|end_of_text|>"}"#,
         ),
     ]);
-    let tok = load(dir.path());
     assert_eq!(tok.bos_token(), Some("<|end_of_text|>"));
     assert_eq!(tok.eos_token(), Some("<|eot_id|>"));
     // With added_tokens_decoder in the config, transformers 5 ignores special_tokens_map.json.
-    let dir = folder(&[
+    let (_dir, tok) = load(&[
         (
             "tokenizer_config.json",
             r#"{"bos_token": "<|begin_of_text|>", "added_tokens_decoder": {}}"#,
@@ -201,12 +213,13 @@ fn legacy_special_tokens_map_is_read_without_added_tokens_decoder() {
             r#"{"bos_token": "<|end_of_text|>"}"#,
         ),
     ]);
-    assert_eq!(load(dir.path()).bos_token(), Some("<|begin_of_text|>"));
+    assert_eq!(tok.bos_token(), Some("<|begin_of_text|>"));
 }
 
 #[test]
 fn template_that_does_not_parse_names_its_source() {
-    let dir = folder(&[
+    // Loading succeeds (transformers compiles templates on use); raw prompts still work.
+    let (_dir, tok) = load(&[
         (
             "tokenizer_config.json",
             r#"{"bos_token": "<|begin_of_text|>"}"#,
@@ -216,8 +229,6 @@ fn template_that_does_not_parse_names_its_source() {
             "{% for m in messages %}{{ m.content }}\n{% if %}",
         ),
     ]);
-    // Loading succeeds (transformers compiles templates on use); raw prompts still work.
-    let tok = load(dir.path());
     assert!(!tok.has_chat_template());
     assert!(build_prompt_ids(&tok, Prompt::Raw("hi")).is_ok());
     let err = tok.chat_template().unwrap_err();
@@ -245,8 +256,8 @@ fn template_that_does_not_parse_names_its_source() {
     );
 
     // A template from tokenizer_config.json is named by file and field.
-    let dir = folder(&[("tokenizer_config.json", r#"{"chat_template": "{{ x"}"#)]);
-    let err = load(dir.path()).chat_template().unwrap_err().to_string();
+    let (_dir, tok) = load(&[("tokenizer_config.json", r#"{"chat_template": "{{ x"}"#)]);
+    let err = tok.chat_template().unwrap_err().to_string();
     assert!(
         err.contains("tokenizer_config.json field `chat_template` does not parse"),
         "{err}"
@@ -257,8 +268,7 @@ fn template_that_does_not_parse_names_its_source() {
 fn raise_exception_message_is_passed_through() {
     let template = "{% for m in messages %}{% if m.role not in ['user', 'assistant'] %}\
 {{ raise_exception('Unsupported role: ' + m.role) }}{% endif %}{{ m.content }}{% endfor %}";
-    let dir = folder(&[("chat_template.jinja", template)]);
-    let tok = load(dir.path());
+    let (_dir, tok) = load(&[("chat_template.jinja", template)]);
     let msgs = vec![ChatMessage::new("tool", "42")];
     let err = tok
         .chat_template()
@@ -278,8 +288,8 @@ fn raise_exception_message_is_passed_through() {
         "{err}"
     );
     // Other render failures are not reported as raised exceptions.
-    let dir = folder(&[("chat_template.jinja", "{{ messages[0].content.nope() }}")]);
-    let err = load(dir.path())
+    let (_dir, tok) = load(&[("chat_template.jinja", "{{ messages[0].content.nope() }}")]);
+    let err = tok
         .chat_template()
         .unwrap()
         .render(&user("x"), false)
@@ -292,8 +302,8 @@ fn raise_exception_message_is_passed_through() {
 
 #[test]
 fn unknown_roles_are_whatever_the_template_does() {
-    let dir = folder(&[("chat_template.jinja", CHATML)]);
-    let out = load(dir.path())
+    let (_dir, tok) = load(&[("chat_template.jinja", CHATML)]);
+    let out = tok
         .chat_template()
         .unwrap()
         .render(&[ChatMessage::new("narrator", "Once")], true)
@@ -306,8 +316,7 @@ fn unknown_roles_are_whatever_the_template_does() {
 
 #[test]
 fn chat_mode_without_template_suggests_raw() {
-    let dir = folder(&[("tokenizer_config.json", r#"{"eos_token": "<|eot_id|>"}"#)]);
-    let tok = load(dir.path());
+    let (_dir, tok) = load(&[("tokenizer_config.json", r#"{"eos_token": "<|eot_id|>"}"#)]);
     assert!(!tok.has_chat_template());
     let msgs = user("hi");
     let err = build_prompt_ids(
@@ -336,11 +345,10 @@ fn chat_mode_without_template_suggests_raw() {
 
 #[test]
 fn template_list_without_default_is_reported_on_use() {
-    let dir = folder(&[(
+    let (_dir, tok) = load(&[(
         "tokenizer_config.json",
         r#"{"chat_template": [{"name": "tool_use", "template": "x"}, {"name": "rag", "template": "y"}]}"#,
     )]);
-    let tok = load(dir.path());
     let err = tok.chat_template().unwrap_err();
     assert!(
         matches!(err, TokenizerError::NoDefaultChatTemplate { ref names, .. } if names == &["tool_use", "rag"])
@@ -360,97 +368,42 @@ fn template_sources_and_precedence() {
                                         {"name": "tool_use", "template": "config-tools"}]}"#;
     let processor = r#"{"chat_template": "processor-json"}"#;
     // tokenizer_config.json list: "default".
-    let dir = folder(&[("tokenizer_config.json", config)]);
-    let t = load(dir.path());
-    assert_eq!(
-        t.chat_template()
-            .unwrap()
-            .render(&user("x"), false)
-            .unwrap(),
-        "config-default"
-    );
+    let (_dir, t) = load(&[("tokenizer_config.json", config)]);
+    assert_eq!(render_x(t.chat_template()), "config-default");
     assert!(t
         .chat_template()
         .unwrap()
         .origin()
         .contains("(template \"default\")"));
     // chat_template.jinja wins over the config (transformers 5 precedence).
-    let dir = folder(&[
+    let (_dir, t) = load(&[
         ("tokenizer_config.json", config),
         ("chat_template.jinja", "jinja-file\n"),
     ]);
-    let t = load(dir.path());
-    assert_eq!(
-        t.chat_template()
-            .unwrap()
-            .render(&user("x"), false)
-            .unwrap(),
-        "jinja-file"
-    );
+    assert_eq!(render_x(t.chat_template()), "jinja-file");
     assert_eq!(t.chat_template().unwrap().source(), "jinja-file\n");
     // chat_template.json (processor) is the tokenizer's last resort ...
-    let dir = folder(&[("chat_template.json", processor)]);
-    assert_eq!(
-        load(dir.path())
-            .chat_template()
-            .unwrap()
-            .render(&user("x"), false)
-            .unwrap(),
-        "processor-json"
-    );
-    let dir = folder(&[
+    let (_dir, t) = load(&[("chat_template.json", processor)]);
+    assert_eq!(render_x(t.chat_template()), "processor-json");
+    let (_dir, t) = load(&[
         ("tokenizer_config.json", config),
         ("chat_template.json", processor),
     ]);
-    let t = load(dir.path());
-    assert_eq!(
-        t.chat_template()
-            .unwrap()
-            .render(&user("x"), false)
-            .unwrap(),
-        "config-default"
-    );
+    assert_eq!(render_x(t.chat_template()), "config-default");
     // ... and the processor's first choice, before chat_template.jinja.
-    assert_eq!(
-        t.processor_chat_template()
-            .unwrap()
-            .render(&user("x"), false)
-            .unwrap(),
-        "processor-json"
-    );
-    let dir = folder(&[
+    assert_eq!(render_x(t.processor_chat_template()), "processor-json");
+    let (_dir, t) = load(&[
         ("tokenizer_config.json", config),
         ("chat_template.jinja", "jinja-file"),
         ("chat_template.json", processor),
     ]);
-    let t = load(dir.path());
-    assert_eq!(
-        t.chat_template()
-            .unwrap()
-            .render(&user("x"), false)
-            .unwrap(),
-        "jinja-file"
-    );
-    assert_eq!(
-        t.processor_chat_template()
-            .unwrap()
-            .render(&user("x"), false)
-            .unwrap(),
-        "processor-json"
-    );
+    assert_eq!(render_x(t.chat_template()), "jinja-file");
+    assert_eq!(render_x(t.processor_chat_template()), "processor-json");
     // Without processor files, the processor uses the tokenizer's template.
-    let dir = folder(&[("tokenizer_config.json", config)]);
-    assert_eq!(
-        load(dir.path())
-            .processor_chat_template()
-            .unwrap()
-            .render(&user("x"), false)
-            .unwrap(),
-        "config-default"
-    );
+    let (_dir, t) = load(&[("tokenizer_config.json", config)]);
+    assert_eq!(render_x(t.processor_chat_template()), "config-default");
     // A malformed processor file is an error naming it.
-    let dir = folder(&[("chat_template.json", "{\"chat_template\": 1}")]);
-    let err = TextTokenizer::from_dir(dir.path()).unwrap_err().to_string();
+    let err = load_err(&folder(&[("chat_template.json", "{\"chat_template\": 1}")])).to_string();
     assert!(
         err.contains("chat_template.json: field `chat_template`"),
         "{err}"
@@ -459,12 +412,8 @@ fn template_sources_and_precedence() {
 
 #[test]
 fn empty_conversation_is_an_error() {
-    let dir = folder(&[("chat_template.jinja", CHATML)]);
-    let err = load(dir.path())
-        .chat_template()
-        .unwrap()
-        .render(&[], true)
-        .unwrap_err();
+    let (_dir, tok) = load(&[("chat_template.jinja", CHATML)]);
+    let err = tok.chat_template().unwrap().render(&[], true).unwrap_err();
     assert!(matches!(err, TokenizerError::EmptyConversation), "{err:?}");
 }
 
@@ -472,8 +421,7 @@ fn empty_conversation_is_an_error() {
 fn generation_blocks_and_extra_variables() {
     let template = "{% for m in messages %}{% if m.role == 'assistant' %}{%- generation -%} {{ m.content }} \
 {%- endgeneration %}{% else %}{{ m.content }}{% endif %}|{% endfor %}{{ enable_thinking }}|{{ tools | tojson }}";
-    let dir = folder(&[("chat_template.jinja", template)]);
-    let tok = load(dir.path());
+    let (_dir, tok) = load(&[("chat_template.jinja", template)]);
     let msgs = vec![
         ChatMessage::new("user", "q"),
         ChatMessage::new("assistant", "a"),
@@ -497,8 +445,7 @@ fn llama_class_defaults_and_decode_errors() {
     // transformers 5 uses LlamaTokenizer (and its default tokens) only for a folder that is not
     // byte-level: with the tiny_llama3 (byte-level) tokenizer.json the declaration is ignored.
     let config = r#"{"tokenizer_class": "LlamaTokenizer", "unk_token": null}"#;
-    let dir = folder(&[("tokenizer_config.json", config)]);
-    let tok = load(dir.path());
+    let (_dir, tok) = load(&[("tokenizer_config.json", config)]);
     assert_eq!(tok.tokenizer_class(), Some("LlamaTokenizer"));
     assert!(
         tok.special_tokens().is_empty(),
@@ -509,13 +456,8 @@ fn llama_class_defaults_and_decode_errors() {
     assert_eq!(tok.decode(&[u32::MAX], false).unwrap(), "");
 
     // With a SentencePiece-style tokenizer.json the class applies, defaults included.
-    let dir = folder(&[("tokenizer_config.json", config)]);
-    fs::copy(
-        fixtures_dir().join("tiny_llama2").join("tokenizer.json"),
-        dir.path().join("tokenizer.json"),
-    )
-    .unwrap();
-    let tok = load(dir.path());
+    let dir = folder_from(Some("tiny_llama2"), &[("tokenizer_config.json", config)]);
+    let tok = TextTokenizer::from_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(tok.bos_token(), Some("<s>"));
     assert_eq!(tok.eos_token(), Some("</s>"));
     assert_eq!(tok.unk_token(), None);

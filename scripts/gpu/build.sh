@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds, here (no CUDA needed), the binaries the GPU machine runs, and puts them, stripped,
 # in .gpu/ (git-ignored):
-#   .gpu/cuda_ops   tests/cuda_ops.rs: every CUDA kernel against the CPU reference
+#   .gpu/cuda_*     tests/cuda_*.rs: every CUDA kernel and graph against the CPU reference
 #                   (scripts/gpu/run_cuda_tests.sh runs every executable directly in .gpu/)
 #   .gpu/bin/iris   the release `iris` with `--features cuda`, for scripts/gpu/bench_kernels.sh;
 #                   in a subfolder so run_cuda_tests.sh does not take it for a test binary
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 OUT_DIR=${IRIS_GPU_DIR:-.gpu} # another folder only to try this script without touching .gpu
-TESTS=(cuda_ops cuda_gemm cuda_attention cuda_graph)
+TESTS=(cuda_ops cuda_executor cuda_gemm cuda_attention cuda_graph)
 # Everything in .gpu travels with the device call, which carries 64 MiB at most.
 MAX_BYTES=$((64 << 20))
 

@@ -2,13 +2,13 @@
 //! kernels of `iris_kernels::cpu` (matmul: GEMM / GEMV, attention, patch embedding, the
 //! row ops and copies of `cpu::rowops`) at the backend's ISA level, or the plain
 //! `iris_kernels::cpu::reference` for the reference backend. The row ops' scalar level is
-//! the reference itself. Still reference-only: a general conv2d (not a patch embedding).
+//! the reference itself. The copy ops (permute, slice, concat) are in `ops_copy.rs`. Still
+//! reference-only: a general conv2d (not a patch embedding).
 //! No allocation (the decode loop runs through here once per op and token).
 
 use half::{bf16, f16};
 use iris_kernels::cpu::reference as kernel;
 use iris_kernels::cpu::reference::{AttentionParams, Conv2dParams, KvStrides};
-use iris_kernels::cpu::rowops::MAX_RANK;
 use iris_kernels::cpu::{attention as fast_attention, isa::Isa, patch_embed, rowops};
 use iris_kernels::WeightSlice;
 
@@ -17,6 +17,11 @@ use crate::backend::Operand;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::graph::{GeluKind, Op};
+
+// Beside this file like the CUDA backend's `ops_*.rs`, but a child of this module, so it
+// shares the operand views without widening them.
+#[path = "ops_copy.rs"]
+mod copy;
 
 type CpuOperand = Operand<CpuSlot>;
 
@@ -295,53 +300,11 @@ pub(super) fn execute(
                 })?;
             }
             Op::Reshape { .. } => {} // an alias: nothing to compute
-            Op::Permute { perm } => {
-                let input = &inputs[0];
-                let strides = Strides::contiguous(dims(input));
-                let src_strides = Strides::permuted(&strides, perm);
-                copy(
-                    kernels,
-                    input,
-                    output,
-                    dims(output),
-                    &src_strides,
-                    0,
-                    &Strides::contiguous(dims(output)),
-                    0,
-                )?;
-            }
+            Op::Permute { perm } => copy::permute(kernels, &inputs[0], output, perm)?,
             Op::Slice { axis, start, .. } => {
-                let input = &inputs[0];
-                let strides = Strides::contiguous(dims(input));
-                copy(
-                    kernels,
-                    input,
-                    output,
-                    dims(output),
-                    &strides,
-                    start * strides[*axis],
-                    &Strides::contiguous(dims(output)),
-                    0,
-                )?;
+                copy::slice(kernels, &inputs[0], output, *axis, *start)?
             }
-            Op::Concat { axis } => {
-                let dst_strides = Strides::contiguous(dims(output));
-                let mut at = 0;
-                for input in inputs {
-                    let d = dims(input);
-                    copy(
-                        kernels,
-                        input,
-                        output,
-                        d,
-                        &Strides::contiguous(d),
-                        0,
-                        &dst_strides,
-                        at * dst_strides[*axis],
-                    )?;
-                    at += d[*axis];
-                }
-            }
+            Op::Concat { axis } => copy::concat(kernels, inputs, output, *axis)?,
             Op::Conv2d {
                 stride,
                 padding,
@@ -418,148 +381,6 @@ fn attention(
         CpuKernels::Reference => kernel::attention(q, k, v, kv, mask, params, out),
         CpuKernels::Fast(isa) => fast_attention::attention(isa, q, k, v, kv, mask, params, out),
     }
-}
-
-/// Element strides of a copy: on the stack up to `rowops::MAX_RANK` dims (every model's
-/// tensors), so the copies of a run allocate nothing; a `Vec` above.
-enum Strides {
-    Stack([usize; MAX_RANK], usize),
-    Heap(Vec<usize>),
-}
-
-impl Strides {
-    fn from_fn(rank: usize, f: impl Fn(usize) -> usize) -> Strides {
-        if rank <= MAX_RANK {
-            let mut s = [0; MAX_RANK];
-            for (i, s) in s[..rank].iter_mut().enumerate() {
-                *s = f(i);
-            }
-            Strides::Stack(s, rank)
-        } else {
-            Strides::Heap((0..rank).map(f).collect())
-        }
-    }
-
-    /// Row-major strides of `dims`.
-    fn contiguous(dims: &[usize]) -> Strides {
-        Strides::from_fn(dims.len(), |i| dims[i + 1..].iter().product())
-    }
-
-    /// `strides` reordered: entry `i` is `strides[perm[i]]`.
-    fn permuted(strides: &[usize], perm: &[usize]) -> Strides {
-        Strides::from_fn(perm.len(), |i| strides[perm[i]])
-    }
-}
-
-impl std::ops::Deref for Strides {
-    type Target = [usize];
-    fn deref(&self) -> &[usize] {
-        match self {
-            Strides::Stack(s, rank) => &s[..*rank],
-            Strides::Heap(v) => v,
-        }
-    }
-}
-
-/// Strided copy of `src` into `dst` in the operand's own element type, with the backend's
-/// kernel set.
-///
-/// SAFETY (callers): as [`view`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn copy(
-    kernels: CpuKernels,
-    src: &CpuOperand,
-    dst: &CpuOperand,
-    dims: &[usize],
-    src_strides: &[usize],
-    src_offset: usize,
-    dst_strides: &[usize],
-    dst_offset: usize,
-) -> Result<()> {
-    // SAFETY: forwarded contract.
-    unsafe {
-        match src.dtype {
-            DType::F32 => typed_copy::<f32>(
-                kernels,
-                src,
-                dst,
-                dims,
-                src_strides,
-                src_offset,
-                dst_strides,
-                dst_offset,
-            )?,
-            DType::I64 => typed_copy::<i64>(
-                kernels,
-                src,
-                dst,
-                dims,
-                src_strides,
-                src_offset,
-                dst_strides,
-                dst_offset,
-            )?,
-            DType::I32 => typed_copy::<i32>(
-                kernels,
-                src,
-                dst,
-                dims,
-                src_strides,
-                src_offset,
-                dst_strides,
-                dst_offset,
-            )?,
-            DType::U8 => typed_copy::<u8>(
-                kernels,
-                src,
-                dst,
-                dims,
-                src_strides,
-                src_offset,
-                dst_strides,
-                dst_offset,
-            )?,
-            other => {
-                return Err(Error::Unsupported {
-                    backend: "cpu",
-                    what: format!("copying {other} activations"),
-                })
-            }
-        }
-    }
-    Ok(())
-}
-
-/// [`copy`] for one element type.
-///
-/// SAFETY (callers): as [`view`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn typed_copy<T: Element + Send + Sync>(
-    kernels: CpuKernels,
-    src: &CpuOperand,
-    dst: &CpuOperand,
-    dims: &[usize],
-    src_strides: &[usize],
-    src_offset: usize,
-    dst_strides: &[usize],
-    dst_offset: usize,
-) -> Result<()> {
-    // SAFETY: forwarded contract.
-    let (src, dst) = unsafe { (view::<T>(src)?, view_mut::<T>(dst)?) };
-    let copy_strided = match kernels {
-        CpuKernels::Reference => kernel::copy_strided::<T>,
-        CpuKernels::Fast(_) => rowops::copy_strided::<T>,
-    };
-    copy_strided(
-        src,
-        dims,
-        src_strides,
-        src_offset,
-        dst,
-        dst_strides,
-        dst_offset,
-    );
-    Ok(())
 }
 
 /// Splits a matmul over the rayon pool: by rows of `x` when there are enough, else (decode)
