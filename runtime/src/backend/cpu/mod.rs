@@ -76,6 +76,8 @@ impl CpuSlot {
 
 /// Kernel measurement (peak probes, the kernel suite) for `iris bench kernels`.
 pub use iris_kernels::cpu::bench;
+/// The process-wide choice of bf16 compute for bf16 weights (`--cpu-compute`).
+pub use iris_kernels::cpu::gemm::bf16_dot;
 pub use iris_kernels::cpu::isa::Isa;
 
 /// Which kernels a [`CpuBackend`] runs.
