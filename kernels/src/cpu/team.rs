@@ -7,8 +7,11 @@
 //! the process. Between loops each spins on an epoch counter, so a loop starts on every
 //! thread within a fraction of a microsecond, with no system call and no allocation; after
 //! `SPIN_FOR` without work it parks, and the next loop unparks it (one wake-up, then
-//! spinning again). The caller runs tasks too and returns when every task has finished and
-//! every thread has let go of the loop.
+//! spinning again). The caller runs tasks too, and returns once every task has been taken
+//! and every thread that joined the loop has left it: a thread that arrives after the last
+//! task was taken stays out, so a loop never waits for a thread the OS has not scheduled
+//! (with more threads than cores, waiting for all of them made a decode step take a second).
+//! Idle threads yield between spins, and the team is never larger than the CPU count.
 //!
 //! Each thread first takes the tasks of its own contiguous share, in order, then helps with
 //! the others'. Handing tasks out round-robin instead cut every thread's stream of weights
@@ -39,17 +42,20 @@ struct Job<'a> {
 #[repr(align(128))]
 struct Cursor(AtomicUsize);
 
+/// The bit of `Shared::active` that closes a loop to late arrivals.
+const CLOSED: usize = 1 << (usize::BITS - 1);
+
 struct Shared {
     /// Bumped (SeqCst) to publish a loop in `job`.
     epoch: AtomicU64,
-    /// The current `Job`, type-erased; valid from an epoch's bump until `done` counts every
-    /// team thread.
+    /// The current `Job`, type-erased; valid while `active` is open or counts a thread.
     job: AtomicPtr<()>,
     /// Per thread (the caller first): the next task of its share, counted from the share's
     /// start.
     next: Vec<Cursor>,
-    /// Team threads finished with the current loop.
-    done: AtomicUsize,
+    /// Team threads inside the current loop, plus `CLOSED` between loops. A thread joins by
+    /// adding one; if the sum it added to had `CLOSED`, it takes its one back and stays out.
+    active: AtomicUsize,
     /// Team threads parked or about to park.
     sleeping: AtomicUsize,
     panicked: AtomicBool,
@@ -86,12 +92,13 @@ pub fn threads() -> usize {
 
 impl Team {
     fn start() -> Team {
-        let helpers = rayon::current_num_threads().saturating_sub(1);
+        let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+        let helpers = rayon::current_num_threads().min(cpus).saturating_sub(1);
         let shared: &'static Shared = Box::leak(Box::new(Shared {
             epoch: AtomicU64::new(0),
             job: AtomicPtr::new(std::ptr::null_mut()),
             next: (0..=helpers).map(|_| Cursor(AtomicUsize::new(0))).collect(),
-            done: AtomicUsize::new(0),
+            active: AtomicUsize::new(CLOSED),
             sleeping: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
         }));
@@ -114,22 +121,26 @@ impl Team {
     fn run(&self, tasks: usize, body: &Task) {
         let s = self.shared;
         let job = Job { body, tasks };
+        // No team thread is inside a loop here (the last one drained `active`).
         s.next.iter().for_each(|c| c.0.store(0, Ordering::Relaxed));
-        s.done.store(0, Ordering::Relaxed);
         s.panicked.store(false, Ordering::Relaxed);
         s.job
             .store(&job as *const Job as *mut (), Ordering::Relaxed);
+        // Open (keeping the count of late arrivals from the last loop, which are backing
+        // out), then announce.
+        s.active.fetch_and(!CLOSED, Ordering::SeqCst);
         s.epoch.fetch_add(1, Ordering::SeqCst);
         if s.sleeping.load(Ordering::SeqCst) > 0 {
             self.threads.iter().for_each(Thread::unpark);
         }
+        // Returns once every task has been taken (by this thread or a team thread).
         let mine = catch_unwind(AssertUnwindSafe(|| take_tasks(s, &job, 0)));
-        // The job lives on this stack: wait until no team thread can still read it.
+        // The job lives on this stack: close the loop, then wait for the threads inside it.
+        s.active.fetch_or(CLOSED, Ordering::SeqCst);
         let mut spins = 0u32;
-        // Threads that failed to start never report; their shares were taken by the others.
-        while s.done.load(Ordering::Acquire) < self.threads.len() {
+        while s.active.load(Ordering::SeqCst) != CLOSED {
             spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(4096) {
+            if spins.is_multiple_of(256) {
                 thread::yield_now();
             } else {
                 std::hint::spin_loop();
@@ -139,7 +150,7 @@ impl Team {
         if let Err(payload) = mine {
             resume_unwind(payload);
         }
-        if s.panicked.load(Ordering::Acquire) {
+        if s.panicked.load(Ordering::SeqCst) {
             panic!("a task of a parallel loop panicked on a team thread");
         }
     }
@@ -160,21 +171,23 @@ fn take_tasks(s: &Shared, job: &Job, me: usize) {
     }
 }
 
-/// A team thread: waits for each epoch, helps with its loop, reports done.
+/// A team thread: waits for each epoch, joins its loop if it is still open, helps.
 fn member(s: &'static Shared, me: usize) {
     // Epoch 0 is the team's start: a loop may be published before this thread first runs.
     let mut seen = 0;
     loop {
         seen = wait_for_epoch(s, seen);
-        let job = s.job.load(Ordering::Relaxed) as *const Job;
-        // SAFETY: the caller of `Team::run` stored a pointer to its live `Job` before
-        // bumping the epoch (SeqCst, read above), and keeps it alive until `done` counts this
-        // thread, which happens only after the last use below.
-        let job = unsafe { &*job };
-        if catch_unwind(AssertUnwindSafe(|| take_tasks(s, job, me))).is_err() {
-            s.panicked.store(true, Ordering::Release);
+        if s.active.fetch_add(1, Ordering::SeqCst) & CLOSED == 0 {
+            let job = s.job.load(Ordering::Relaxed) as *const Job;
+            // SAFETY: the loop was open when this thread joined it (the SeqCst add above
+            // follows the caller's store of its live `Job` and the opening), and the caller
+            // keeps the job alive until `active` no longer counts this thread.
+            let job = unsafe { &*job };
+            if catch_unwind(AssertUnwindSafe(|| take_tasks(s, job, me))).is_err() {
+                s.panicked.store(true, Ordering::SeqCst);
+            }
         }
-        s.done.fetch_add(1, Ordering::Release);
+        s.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -188,10 +201,13 @@ fn wait_for_epoch(s: &Shared, seen: u64) -> u64 {
             return now;
         }
         spins = spins.wrapping_add(1);
-        if !spins.is_multiple_of(1024) {
+        if !spins.is_multiple_of(256) {
             std::hint::spin_loop();
             continue;
         }
+        // Give the core away now and then: with more threads than cores, a spinning
+        // thread would hold one that a working thread needs.
+        thread::yield_now();
         let since = *idle_since.get_or_insert_with(Instant::now);
         if since.elapsed() < SPIN_FOR {
             continue;
