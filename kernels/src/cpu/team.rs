@@ -11,7 +11,8 @@
 //! and every thread that joined the loop has left it: a thread that arrives after the last
 //! task was taken stays out, so a loop never waits for a thread the OS has not scheduled
 //! (with more threads than cores, waiting for all of them made a decode step take a second).
-//! Idle threads yield between spins, and the team is never larger than the CPU count.
+//! Idle threads spin hot for `HOT_SPIN`, then yield between spins; the team is never
+//! larger than the CPU count.
 //!
 //! Each thread first takes the tasks of its own contiguous share, in order, then helps with
 //! the others'. Handing tasks out round-robin instead cut every thread's stream of weights
@@ -27,7 +28,10 @@ use std::sync::{Mutex, OnceLock, TryLockError};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-/// How long an idle team thread spins before it parks.
+/// How long an idle team thread spins without giving its core away (the gaps between the
+/// loops of a decode step are shorter).
+const HOT_SPIN: Duration = Duration::from_micros(50);
+/// How long an idle team thread spins, yielding, before it parks.
 const SPIN_FOR: Duration = Duration::from_millis(2);
 
 type Task<'a> = dyn Fn(usize) + Sync + 'a;
@@ -205,11 +209,15 @@ fn wait_for_epoch(s: &Shared, seen: u64) -> u64 {
             std::hint::spin_loop();
             continue;
         }
+        let since = *idle_since.get_or_insert_with(Instant::now);
+        let idle = since.elapsed();
+        if idle < HOT_SPIN {
+            continue;
+        }
         // Give the core away now and then: with more threads than cores, a spinning
         // thread would hold one that a working thread needs.
         thread::yield_now();
-        let since = *idle_since.get_or_insert_with(Instant::now);
-        if since.elapsed() < SPIN_FOR {
+        if idle < SPIN_FOR {
             continue;
         }
         // Announce the nap, then look once more: a loop published after this check sees
