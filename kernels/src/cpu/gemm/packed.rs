@@ -461,12 +461,12 @@ mod tests {
             return;
         }
         let mut rng = Rng::new(137);
+        let mut bf16_weight = |n: usize, k: usize| -> Vec<bf16> {
+            let w = rng.vec(n * k, -1.0, 1.0);
+            w.into_iter().map(bf16::from_f32).collect()
+        };
         let (m, n, k) = (30, 40, 41);
-        let w: Vec<bf16> = rng
-            .vec(n * k, -1.0, 1.0)
-            .into_iter()
-            .map(bf16::from_f32)
-            .collect();
+        let w = bf16_weight(n, k);
         let packed = PackedWeights::pack(WeightSlice::BF16(&w), n, k).expect("pack");
         let mut out = vec![0.0; m * n];
         gemm(
@@ -478,11 +478,7 @@ mod tests {
             &mut out,
         );
         let (m, k) = (13, 7);
-        let w: Vec<bf16> = rng
-            .vec(n * k, -1.0, 1.0)
-            .into_iter()
-            .map(bf16::from_f32)
-            .collect();
+        let w = bf16_weight(n, k);
         let packed = PackedWeights::pack(WeightSlice::BF16(&w), n, k).expect("pack");
         let a = rng.vec(m * k, -1.0, 1.0);
         let ar: Vec<f32> = a.iter().map(|&x| bf16::from_f32(x).to_f32()).collect();
