@@ -148,58 +148,41 @@ unsafe fn copy(
     dst_strides: &[usize],
     dst_offset: usize,
 ) -> Result<()> {
+    type TypedCopy = unsafe fn(
+        CpuKernels,
+        &CpuOperand,
+        &CpuOperand,
+        &[usize],
+        &[usize],
+        usize,
+        &[usize],
+        usize,
+    ) -> Result<()>;
+    let typed: TypedCopy = match src.dtype {
+        DType::F32 => typed_copy::<f32>,
+        DType::I64 => typed_copy::<i64>,
+        DType::I32 => typed_copy::<i32>,
+        DType::U8 => typed_copy::<u8>,
+        other => {
+            return Err(Error::Unsupported {
+                backend: "cpu",
+                what: format!("copying {other} activations"),
+            })
+        }
+    };
     // SAFETY: forwarded contract.
     unsafe {
-        match src.dtype {
-            DType::F32 => typed_copy::<f32>(
-                kernels,
-                src,
-                dst,
-                dims,
-                src_strides,
-                src_offset,
-                dst_strides,
-                dst_offset,
-            )?,
-            DType::I64 => typed_copy::<i64>(
-                kernels,
-                src,
-                dst,
-                dims,
-                src_strides,
-                src_offset,
-                dst_strides,
-                dst_offset,
-            )?,
-            DType::I32 => typed_copy::<i32>(
-                kernels,
-                src,
-                dst,
-                dims,
-                src_strides,
-                src_offset,
-                dst_strides,
-                dst_offset,
-            )?,
-            DType::U8 => typed_copy::<u8>(
-                kernels,
-                src,
-                dst,
-                dims,
-                src_strides,
-                src_offset,
-                dst_strides,
-                dst_offset,
-            )?,
-            other => {
-                return Err(Error::Unsupported {
-                    backend: "cpu",
-                    what: format!("copying {other} activations"),
-                })
-            }
-        }
+        typed(
+            kernels,
+            src,
+            dst,
+            dims,
+            src_strides,
+            src_offset,
+            dst_strides,
+            dst_offset,
+        )
     }
-    Ok(())
 }
 
 /// [`copy`] for one element type.
