@@ -60,21 +60,21 @@ pub(super) fn attention(
         ..
     } = *p;
     let group = n_heads / n_kv_heads;
-    let keys = p.visible_keys(q_len.saturating_sub(1)).max(1);
+    // Keys the last (so the farthest-seeing) query row sees.
+    let visible = p.visible_keys(q_len.saturating_sub(1)).max(1);
     let kv_heads = batch * n_kv_heads;
     let parallel = batch * n_heads * q_len * kv_len * d >= PAR_MIN_MACS;
     let chunks = if parallel {
         let wanted = (TASKS_PER_THREAD * team::threads()).div_ceil(kv_heads);
-        wanted.min(keys.div_ceil(MIN_CHUNK)).max(1)
+        wanted.min(visible.div_ceil(MIN_CHUNK)).max(1)
     } else {
         1
     };
-    let chunk_len = keys.div_ceil(chunks).next_multiple_of(BLOCK);
-    let chunks = keys.div_ceil(chunk_len);
-    // Per (batch x head, chunk, query row): max, sum, then `d` accumulators.
-    let stride = d + 2;
+    let chunk_len = visible.div_ceil(chunks).next_multiple_of(BLOCK);
+    let chunks = visible.div_ceil(chunk_len);
+    let slots = Partials { chunks, q_len, d };
     let partial_len = if chunks > 1 {
-        batch * n_heads * chunks * q_len * stride
+        slots.at(batch * n_heads, 0, 0)
     } else {
         0
     };
@@ -108,7 +108,7 @@ pub(super) fn attention(
                         // row belongs to one task; `out` outlives the loop.
                         unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(q_off), d) }
                     } else {
-                        let at = (((b * n_heads + qh) * chunks + c) * q_len + i) * stride + 2;
+                        let at = slots.at(b * n_heads + qh, c, i) + 2;
                         // SAFETY: `at + d <= partial_len`; each (b, qh, c, i) slot belongs
                         // to one task; the scratch outlives the loop.
                         unsafe { std::slice::from_raw_parts_mut(partial_ptr.get().add(at), d) }
@@ -129,7 +129,7 @@ pub(super) fn attention(
                         normalise(row.acc, row.sum);
                     } else {
                         let (qh, i) = (kvh * group + r / q_len, r % q_len);
-                        let at = (((b * n_heads + qh) * chunks + c) * q_len + i) * stride;
+                        let at = slots.at(b * n_heads + qh, c, i);
                         // SAFETY: as for the accumulators: this task's own slot.
                         unsafe {
                             *partial_ptr.get().add(at) = row.max;
@@ -146,7 +146,7 @@ pub(super) fn attention(
             (0..tasks).for_each(task);
         }
         if chunks > 1 {
-            combine(partials, chunks, q_len, n_heads, d, out);
+            combine(partials, &slots, n_heads, out);
         }
     });
 }
@@ -161,21 +161,29 @@ fn normalise(out: &mut [f32], sum: f32) {
     }
 }
 
-/// Each row's chunks merged by their log-sum-exp into `out` (`[b][i][qh][d]`).
-fn combine(
-    partials: &[f32],
+/// Where the partials of one call live: per (batch x head, chunk, query row), the max, the
+/// sum, then `d` accumulators.
+struct Partials {
     chunks: usize,
     q_len: usize,
-    n_heads: usize,
     d: usize,
-    out: &mut [f32],
-) {
-    let stride = d + 2;
+}
+
+impl Partials {
+    /// Start of the slot of (batch x head `bh`, chunk `c`, query row `i`).
+    fn at(&self, bh: usize, c: usize, i: usize) -> usize {
+        ((bh * self.chunks + c) * self.q_len + i) * (self.d + 2)
+    }
+}
+
+/// Each row's chunks merged by their log-sum-exp into `out` (`[b][i][qh][d]`).
+fn combine(partials: &[f32], slots: &Partials, n_heads: usize, out: &mut [f32]) {
+    let Partials { chunks, q_len, d } = *slots;
     let heads = out.len() / (q_len * d);
     for bh in 0..heads {
         let (b, qh) = (bh / n_heads, bh % n_heads);
         for i in 0..q_len {
-            let slot = |c: usize| &partials[((bh * chunks + c) * q_len + i) * stride..][..stride];
+            let slot = |c: usize| &partials[slots.at(bh, c, i)..][..d + 2];
             let max = (0..chunks)
                 .map(|c| slot(c)[0])
                 .fold(f32::NEG_INFINITY, f32::max);
