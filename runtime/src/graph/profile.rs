@@ -29,10 +29,6 @@ impl OpProfile {
         }
     }
 
-    pub(crate) fn start() -> Instant {
-        Instant::now()
-    }
-
     pub(crate) fn record(&mut self, step: usize, started: Instant) {
         self.spent[step] += started.elapsed();
     }
