@@ -15,14 +15,35 @@ fn random(rng: &mut Rng, dims: &[usize]) -> Tensor {
 /// causal attention over all 8 tokens at once.
 #[test]
 fn cached_attention_prefill_then_decode_equals_full_causal_attention() {
+    prefill_then_decode(CpuBackend::new(), DType::F32);
+    prefill_then_decode(CpuBackend::reference(), DType::F32);
+}
+
+/// The same with f16 caches, fast and reference kernels: equal to full attention over K/V
+/// rounded to f16.
+#[test]
+fn f16_cached_attention_equals_attention_over_rounded_kv() {
+    prefill_then_decode(CpuBackend::new(), DType::F16);
+    prefill_then_decode(CpuBackend::reference(), DType::F16);
+}
+
+fn prefill_then_decode(mut backend: CpuBackend, cache: DType) {
     let (b, total, prefill, hq, hkv, d, max_seq) = (1, 8, 5, 6, 2, 24, 13);
     let scale = 1.0 / (d as f32).sqrt();
     let mut rng = Rng::new(7);
     let q = random(&mut rng, &[b, total, hq, d]);
     let k = random(&mut rng, &[b, total, hkv, d]);
     let v = random(&mut rng, &[b, total, hkv, d]);
+    let as_cached = |x: &Tensor| x.to_dtype(cache).unwrap().to_dtype(DType::F32).unwrap();
+    let (k_cached, v_cached) = (as_cached(&k), as_cached(&v));
+    if cache == DType::F16 {
+        assert_ne!(
+            k_cached.to_vec_f32(),
+            k.to_vec_f32(),
+            "the rounding must show"
+        );
+    }
 
-    let mut backend = CpuBackend::new();
     let full = {
         let mut g = GraphBuilder::new();
         let (qi, ki, vi) = (
@@ -33,8 +54,11 @@ fn cached_attention_prefill_then_decode_equals_full_causal_attention() {
         let out = g.attention(qi, ki, vi, None, true, scale).unwrap();
         g.output("out", out).unwrap();
         let mut exec = Executor::new(&mut backend, g.build(), ExecutorOptions::default()).unwrap();
-        exec.run(&mut backend, &[("q", &q), ("k", &k), ("v", &v)])
-            .unwrap();
+        exec.run(
+            &mut backend,
+            &[("q", &q), ("k", &k_cached), ("v", &v_cached)],
+        )
+        .unwrap();
         exec.read(&mut backend, "out").unwrap().to_vec_f32()
     };
 
@@ -43,12 +67,8 @@ fn cached_attention_prefill_then_decode_equals_full_causal_attention() {
         let qi = g.input("q", DType::F32, [b, t, hq, d]).unwrap();
         let ki = g.input("k", DType::F32, [b, t, hkv, d]).unwrap();
         let vi = g.input("v", DType::F32, [b, t, hkv, d]).unwrap();
-        let kc = g
-            .state("layer0.k", DType::F32, [b, hkv, max_seq, d])
-            .unwrap();
-        let vc = g
-            .state("layer0.v", DType::F32, [b, hkv, max_seq, d])
-            .unwrap();
+        let kc = g.state("layer0.k", cache, [b, hkv, max_seq, d]).unwrap();
+        let vc = g.state("layer0.v", cache, [b, hkv, max_seq, d]).unwrap();
         let past = g.input("past_len", DType::I64, [1]).unwrap();
         let out = g.cached_attention(qi, ki, vi, kc, vc, past, scale).unwrap();
         g.output("out", out).unwrap();
@@ -85,7 +105,8 @@ fn cached_attention_prefill_then_decode_equals_full_causal_attention() {
             .unwrap();
         got.extend(decode_exec.read(&mut backend, "out").unwrap().to_vec_f32());
     }
-    assert_nmse("cached attention vs full", &got, &full, NMSE_F32_REDUCTION);
+    let what = format!("cached attention ({cache} cache) vs full");
+    assert_nmse(&what, &got, &full, NMSE_F32_REDUCTION);
 
     // A step past the end of the cache is an error, not a panic or a silent overwrite.
     let past = Tensor::from_slice(&[max_seq as i64], [1]).unwrap();
@@ -98,6 +119,28 @@ fn cached_attention_prefill_then_decode_equals_full_causal_attention() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("exceeds the KV cache"), "{err}");
+}
+
+/// KV caches of another dtype, or of two dtypes, are refused when the graph is built.
+#[test]
+fn cached_attention_refuses_other_cache_dtypes() {
+    for (kd, vd) in [(DType::BF16, DType::BF16), (DType::F16, DType::F32)] {
+        let mut g = GraphBuilder::new();
+        let qi = g.input("q", DType::F32, [1, 1, 2, 8]).unwrap();
+        let ki = g.input("k", DType::F32, [1, 1, 1, 8]).unwrap();
+        let vi = g.input("v", DType::F32, [1, 1, 1, 8]).unwrap();
+        let kc = g.state("k_cache", kd, [1, 1, 4, 8]).unwrap();
+        let vc = g.state("v_cache", vd, [1, 1, 4, 8]).unwrap();
+        let past = g.input("past_len", DType::I64, [1]).unwrap();
+        let err = g
+            .cached_attention(qi, ki, vi, kc, vc, past, 1.0)
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("f32 or f16") && text.contains(&kd.to_string()),
+            "{text}"
+        );
+    }
 }
 
 /// Permute, slice and concat through the graph equal the same views taken on a Tensor.

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod gemm;
 pub mod gemv;
 pub mod isa;
+pub mod kv_element;
 pub mod patch_embed;
 pub mod reference;
 pub mod rowops;

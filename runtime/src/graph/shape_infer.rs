@@ -209,8 +209,15 @@ pub fn infer(op: &Op, inputs: &[OperandInfo]) -> Result<OperandInfo> {
                 return fail(op, "k_new and v_new differ");
             }
             let cache = inputs[3].shape.dims();
-            if inputs[3].dtype != DType::F32 || inputs[4].dtype != DType::F32 {
-                return fail(op, "the KV caches must be f32 state");
+            let cache_dtype = inputs[3].dtype;
+            if !matches!(cache_dtype, DType::F32 | DType::F16) || inputs[4].dtype != cache_dtype {
+                return fail(
+                    op,
+                    format!(
+                        "the KV caches must be f32 or f16 state of one dtype, got {} and {}",
+                        cache_dtype, inputs[4].dtype
+                    ),
+                );
             }
             if cache[0] != k[0]
                 || cache[1] != k[2]

@@ -1,10 +1,12 @@
 //! AVX-512 primitives of the split-KV attention row (`split_kv_avx512.rs`): dot and scale
-//! over `head_dim` (16 lanes, masked tail).
+//! over `head_dim` (16 lanes, masked tail); keys of any KV-cache element type.
 
 // AVX-512 intrinsics are stable since Rust 1.89.
 #![allow(clippy::incompatible_msrv)]
 
 use std::arch::x86_64::*;
+
+use crate::cpu::kv_element::KvElement;
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
@@ -12,9 +14,10 @@ fn mask(n: usize) -> __mmask16 {
     ((1u32 << n) - 1) as u16
 }
 
+/// `a . b` with `b` widened to f32.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn dot<T: KvElement>(a: &[f32], b: &[T]) -> f32 {
     let n = a.len().min(b.len());
     let (mut acc0, mut acc1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
     let mut p = 0;
@@ -23,12 +26,12 @@ pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
         while p + 32 <= n {
             acc0 = _mm512_fmadd_ps(
                 _mm512_loadu_ps(a.as_ptr().add(p)),
-                _mm512_loadu_ps(b.as_ptr().add(p)),
+                T::load16(b.as_ptr().add(p), u16::MAX),
                 acc0,
             );
             acc1 = _mm512_fmadd_ps(
                 _mm512_loadu_ps(a.as_ptr().add(p + 16)),
-                _mm512_loadu_ps(b.as_ptr().add(p + 16)),
+                T::load16(b.as_ptr().add(p + 16), u16::MAX),
                 acc1,
             );
             p += 32;
@@ -36,7 +39,7 @@ pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
         while p < n {
             let m = mask((n - p).min(16));
             let x = _mm512_maskz_loadu_ps(m, a.as_ptr().add(p));
-            let y = _mm512_maskz_loadu_ps(m, b.as_ptr().add(p));
+            let y = T::load16(b.as_ptr().add(p), m);
             acc0 = _mm512_fmadd_ps(x, y, acc0);
             p += 16;
         }

@@ -27,8 +27,10 @@ mod tiled_avx512;
 use rayon::prelude::*;
 
 use crate::cpu::isa::Isa;
+use crate::cpu::kv_element::KvElement;
 use crate::cpu::reference::attention::check_operands;
 use crate::cpu::reference::{AttentionParams, KvStrides};
+use crate::cpu::rowops::scratch;
 use crate::cpu::simd::SendPtr;
 
 /// Keys per online-softmax block.
@@ -121,10 +123,56 @@ fn row_scalar(row: &Row, out: &mut [f32], scores: &mut [f32]) {
     flash_row!(row, out, scores, dot, axpy, scale)
 }
 
-/// Flash-style attention at `isa`; same arguments and result as the reference.
+/// Flash-style attention at `isa`; same arguments and result as the reference, with K/V
+/// f32 or an f16 cache (exactly widened: the result is the reference's on the widened K/V).
 /// Panics if the CPU lacks `isa` or sizes disagree (as the reference does).
 #[allow(clippy::too_many_arguments)] // the reference's arguments plus the ISA
-pub fn attention(
+pub fn attention<T: KvElement>(
+    isa: Isa,
+    q: &[f32],
+    k: &[T],
+    v: &[T],
+    kv: KvStrides,
+    mask: Option<&[f32]>,
+    p: &AttentionParams,
+    out: &mut [f32],
+) {
+    isa.assert_supported();
+    if !check_operands(q, k, v, kv, mask, p, out) {
+        return;
+    }
+    // Decode on AVX-512 reads f16 K/V natively: halving those bytes is what the f16 cache
+    // is for. Elsewhere f16 K/V are widened first, which costs `kv_len` rows against the
+    // `q_len kv_len` work of a prefill.
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && p.q_len < tiled::MIN_Q_LEN {
+        return split_kv::attention(q, k, v, kv, mask, p, out);
+    }
+    match T::as_f32(k).zip(T::as_f32(v)) {
+        Some((k, v)) => attention_f32(isa, q, k, v, kv, mask, p, out),
+        None => {
+            let (n_kv, kv_len, d) = (p.batch * p.n_kv_heads, p.kv_len, p.head_dim);
+            let len = n_kv * kv_len * d;
+            scratch::with_f32(2 * len, |wide| {
+                let (kw, vw) = wide.split_at_mut(len);
+                for (src, dst) in [(k, &mut *kw), (v, &mut *vw)] {
+                    for (head, dst) in dst.chunks_exact_mut(kv_len * d).enumerate() {
+                        let base = head / p.n_kv_heads * kv.batch + head % p.n_kv_heads * kv.head;
+                        for (j, dst) in dst.chunks_exact_mut(d).enumerate() {
+                            T::load_row(&src[base + j * kv.pos..][..d], dst);
+                        }
+                    }
+                }
+                let wide_kv = KvStrides::bhsd(kv_len, p.n_kv_heads, d);
+                attention_f32(isa, q, kw, vw, wide_kv, mask, p, out)
+            })
+        }
+    }
+}
+
+/// [`attention`] over f32 K/V, past the operand checks.
+#[allow(clippy::too_many_arguments)] // as `attention`
+fn attention_f32(
     isa: Isa,
     q: &[f32],
     k: &[f32],
@@ -134,7 +182,6 @@ pub fn attention(
     p: &AttentionParams,
     out: &mut [f32],
 ) {
-    isa.assert_supported();
     let AttentionParams {
         batch,
         q_len,
@@ -145,16 +192,9 @@ pub fn attention(
         scale,
         ..
     } = *p;
-    if !check_operands(q, k, v, kv, mask, p, out) {
-        return;
-    }
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 {
-        return if q_len >= tiled::MIN_Q_LEN {
-            tiled::attention(q, k, v, kv, mask, p, out)
-        } else {
-            split_kv::attention(q, k, v, kv, mask, p, out)
-        };
+    if isa == Isa::Avx512 && q_len >= tiled::MIN_Q_LEN {
+        return tiled::attention(q, k, v, kv, mask, p, out);
     }
     let group = n_heads / n_kv_heads;
     let chunks = q_len.div_ceil(Q_CHUNK);
@@ -200,6 +240,15 @@ mod tests {
     use super::*;
     use crate::cpu::reference;
     use crate::testing::{assert_nmse, Rng, NMSE_F32_REDUCTION};
+    use half::f16;
+
+    fn to_f16(x: &[f32]) -> Vec<f16> {
+        x.iter().map(|&x| f16::from_f32(x)).collect()
+    }
+
+    fn to_f32(x: &[f16]) -> Vec<f32> {
+        x.iter().map(|x| x.to_f32()).collect()
+    }
 
     #[allow(clippy::too_many_arguments)]
     fn case(
@@ -243,11 +292,24 @@ mod tests {
         let mask = masked.then_some(mask.as_slice());
         let mut want = vec![0.0; q.len()];
         reference::attention(&q, &k, &v, strides, mask, &p, &mut want);
+        // The same K/V as an f16 cache; its reference reads the widened values.
+        let (k16, v16) = (to_f16(&k), to_f16(&v));
+        let (kw, vw) = (to_f32(&k16), to_f32(&v16));
+        let mut want16 = vec![0.0; q.len()];
+        reference::attention(&q, &kw, &vw, strides, mask, &p, &mut want16);
         for isa in Isa::available() {
+            let what = format!("attention {isa} b{b} q{tq} k{tk} h{nh}/{nkv} d{d} causal={causal} mask={masked} cache={cache:?}");
             let mut got = vec![f32::NAN; q.len()];
             attention(isa, &q, &k, &v, strides, mask, &p, &mut got);
-            let what = format!("attention {isa} b{b} q{tq} k{tk} h{nh}/{nkv} d{d} causal={causal} mask={masked} cache={cache:?}");
             assert_nmse(&what, &got, &want, NMSE_F32_REDUCTION);
+            let mut got = vec![f32::NAN; q.len()];
+            attention(isa, &q, &k16, &v16, strides, mask, &p, &mut got);
+            assert_nmse(
+                &format!("{what} f16 K/V"),
+                &got,
+                &want16,
+                NMSE_F32_REDUCTION,
+            );
         }
     }
 

@@ -14,10 +14,14 @@
 //! - the partials of a row are combined by their log-sum-exp: `out = sum_c e^(m_c - m)
 //!   acc_c / sum_c e^(m_c - m) l_c`.
 //!
+//! K/V may be an f16 cache: each element is widened as it is loaded, so a step reads half
+//! the bytes.
+//!
 //! Partials live in the calling thread's scratch, so a decode step allocates nothing. With
 //! one chunk per row (a short cache) the task normalises its row in place.
 
 use super::split_kv_avx512 as simd;
+use crate::cpu::kv_element::KvElement;
 use crate::cpu::reference::{AttentionParams, KvStrides};
 use crate::cpu::rowops::scratch;
 use crate::cpu::simd::SendPtr;
@@ -40,10 +44,10 @@ const PAR_MIN_MACS: usize = 1 << 16;
 /// `out = attention(q, k, v)` by split-KV. The caller checked the operands
 /// (`check_operands`) and that the CPU has the AVX-512 level.
 #[allow(clippy::too_many_arguments)] // the reference's operands
-pub(super) fn attention(
+pub(super) fn attention<T: KvElement>(
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: &[T],
+    v: &[T],
     kv: KvStrides,
     mask: Option<&[f32]>,
     p: &AttentionParams,

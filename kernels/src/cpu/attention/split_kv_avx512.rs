@@ -13,12 +13,14 @@ use std::arch::x86_64::*;
 
 use super::avx512::{dot, scale};
 use super::split_kv::{BLOCK, MAX_ROWS};
+use crate::cpu::kv_element::KvElement;
 use crate::cpu::rowops::avx512::exp16;
 
-/// The keys of one (batch, kv head): key `j` at `k[j * pos..]`, `v[j * pos..]`.
-pub(super) struct Keys<'a> {
-    pub k: &'a [f32],
-    pub v: &'a [f32],
+/// The keys of one (batch, kv head): key `j` at `k[j * pos..]`, `v[j * pos..]`, f32 or
+/// f16 (widened as they are loaded).
+pub(super) struct Keys<'a, T> {
+    pub k: &'a [T],
+    pub v: &'a [T],
     pub pos: usize,
     pub scale: f32,
 }
@@ -41,7 +43,11 @@ pub(super) struct RowPart<'a> {
 /// # Safety
 /// The CPU supports the AVX-512 level.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-pub(super) unsafe fn partial_rows(keys: &Keys, first: usize, rows: &mut [RowPart]) {
+pub(super) unsafe fn partial_rows<T: KvElement>(
+    keys: &Keys<T>,
+    first: usize,
+    rows: &mut [RowPart],
+) {
     assert!(rows.len() <= MAX_ROWS, "split-KV: too many rows per pass");
     for row in rows.iter_mut() {
         row.acc.fill(0.0);
@@ -74,10 +80,10 @@ pub(super) unsafe fn partial_rows(keys: &Keys, first: usize, rows: &mut [RowPart
 /// # Safety
 /// The CPU supports the AVX-512 level.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-unsafe fn prefetch_values(keys: &Keys, start: usize, n: usize, d: usize) {
+unsafe fn prefetch_values<T>(keys: &Keys<T>, start: usize, n: usize, d: usize) {
     for j in start..start + n {
         let row = &keys.v[j * keys.pos..][..d];
-        for line in row.chunks(16) {
+        for line in row.chunks(64 / size_of::<T>()) {
             // A prefetch of an address inside `v` (it never faults).
             _mm_prefetch::<_MM_HINT_T0>(line.as_ptr() as *const i8);
         }
@@ -90,7 +96,12 @@ unsafe fn prefetch_values(keys: &Keys, start: usize, n: usize, d: usize) {
 /// # Safety
 /// The CPU supports the AVX-512 level.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-unsafe fn block_probs(keys: &Keys, row: &mut RowPart, start: usize, p: &mut [f32]) {
+unsafe fn block_probs<T: KvElement>(
+    keys: &Keys<T>,
+    row: &mut RowPart,
+    start: usize,
+    p: &mut [f32],
+) {
     let d = row.acc.len();
     let mut block_max = f32::NEG_INFINITY;
     for (j, s) in (start..start + p.len()).zip(p.iter_mut()) {
@@ -125,8 +136,8 @@ unsafe fn block_probs(keys: &Keys, row: &mut RowPart, start: usize, p: &mut [f32
 /// # Safety
 /// The CPU supports the AVX-512 level.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-unsafe fn add_pv(
-    keys: &Keys,
+unsafe fn add_pv<T: KvElement>(
+    keys: &Keys<T>,
     start: usize,
     n: usize,
     rows: &mut [RowPart],
@@ -151,14 +162,14 @@ unsafe fn add_pv(
                 let mut odd = _mm512_setzero_ps();
                 let mut j = 0;
                 while j + 2 <= n {
-                    let v0 = _mm512_maskz_loadu_ps(lanes, v.add(j * keys.pos + c));
-                    let v1 = _mm512_maskz_loadu_ps(lanes, v.add((j + 1) * keys.pos + c));
+                    let v0 = T::load16(v.add(j * keys.pos + c), lanes);
+                    let v1 = T::load16(v.add((j + 1) * keys.pos + c), lanes);
                     even = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), v0, even);
                     odd = _mm512_fmadd_ps(_mm512_set1_ps(p[j + 1]), v1, odd);
                     j += 2;
                 }
                 if j < n {
-                    let v0 = _mm512_maskz_loadu_ps(lanes, v.add(j * keys.pos + c));
+                    let v0 = T::load16(v.add(j * keys.pos + c), lanes);
                     even = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), v0, even);
                 }
                 _mm512_mask_storeu_ps(out, lanes, _mm512_add_ps(even, odd));

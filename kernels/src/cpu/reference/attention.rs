@@ -14,6 +14,8 @@
 //! pass 2 sums exp(s_j - max) and the weighted values; one rounding at the end. A query
 //! that sees no key (all masked with -inf, or none visible) gets a zero output row.
 
+use crate::cpu::kv_element::KvElement;
+
 /// Sizes and options of one attention call.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionParams {
@@ -73,10 +75,10 @@ impl KvStrides {
 /// Checks the operand sizes of an attention call (panicking with a message on a programming
 /// error) and returns whether there is any work (false for an empty q). Shared by every
 /// attention kernel so they accept exactly the same inputs.
-pub fn check_operands(
+pub fn check_operands<T>(
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: &[T],
+    v: &[T],
     kv: KvStrides,
     mask: Option<&[f32]>,
     p: &AttentionParams,
@@ -207,10 +209,11 @@ pub fn attention(
 }
 
 /// Writes `new` (`[batch, new_len, n_kv_heads, head_dim]`) into positions
-/// `start..start + new_len` of `cache` (`[batch, n_kv_heads, max_seq, head_dim]`).
+/// `start..start + new_len` of `cache` (`[batch, n_kv_heads, max_seq, head_dim]`), f32 or
+/// rounded to f16 (nearest even).
 #[allow(clippy::too_many_arguments)] // the signature is fixed by the op table
-pub fn kv_write(
-    cache: &mut [f32],
+pub fn kv_write<T: KvElement>(
+    cache: &mut [T],
     new: &[f32],
     batch: usize,
     new_len: usize,
@@ -239,7 +242,12 @@ pub fn kv_write(
             for h in 0..n_kv_heads {
                 let src = ((b * new_len + t) * n_kv_heads + h) * head_dim;
                 let dst = ((b * n_kv_heads + h) * max_seq + start + t) * head_dim;
-                cache[dst..dst + head_dim].copy_from_slice(&new[src..src + head_dim]);
+                for (c, &x) in cache[dst..dst + head_dim]
+                    .iter_mut()
+                    .zip(&new[src..][..head_dim])
+                {
+                    *c = T::from_f32(x);
+                }
             }
         }
     }

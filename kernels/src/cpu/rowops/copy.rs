@@ -14,6 +14,7 @@
 
 use rayon::prelude::*;
 
+use crate::cpu::kv_element::KvElement;
 use crate::cpu::reference;
 use crate::cpu::reference::copy::check_copy_operands;
 
@@ -211,11 +212,11 @@ unsafe fn copy_range<T: Copy>(
 }
 
 /// Writes `new` (`[batch, new_len, n_kv_heads, head_dim]`) into positions
-/// `start..start + new_len` of `cache` (`[batch, n_kv_heads, max_seq, head_dim]`): the
-/// contract of `reference::kv_write`.
+/// `start..start + new_len` of `cache` (`[batch, n_kv_heads, max_seq, head_dim]`), f32 or
+/// f16: the contract of `reference::kv_write`.
 #[allow(clippy::too_many_arguments)] // the reference's signature
-pub fn kv_write(
-    cache: &mut [f32],
+pub fn kv_write<T: KvElement>(
+    cache: &mut [T],
     new: &[f32],
     batch: usize,
     new_len: usize,
@@ -240,15 +241,16 @@ pub fn kv_write(
         start + new_len
     );
     let (h, d, s) = (n_kv_heads, head_dim, max_seq);
-    copy_strided(
-        new,
-        &[batch, new_len, h, d],
-        &[new_len * h * d, h * d, d, 1],
-        0,
-        cache,
-        &[h * s * d, d, s * d, 1],
-        start * d,
-    );
+    if d == 0 {
+        return;
+    }
+    // One row of `head_dim` per (batch, token, head): a prefill writes a few thousand, a
+    // decode step one per kv head.
+    for (row, src) in new.chunks_exact(d).enumerate() {
+        let (b, t, kvh) = (row / (new_len * h), row / h % new_len, row % h);
+        let dst = ((b * h + kvh) * s + start + t) * d;
+        T::store_row(src, &mut cache[dst..dst + d]);
+    }
 }
 
 /// Idefics3 pixel shuffle: the contract (and layout) of `reference::pixel_shuffle`.
@@ -281,6 +283,7 @@ pub fn pixel_shuffle(
 mod tests {
     use super::*;
     use crate::testing::Rng;
+    use half::f16;
 
     /// Row-major strides of `dims`.
     fn contiguous(dims: &[usize]) -> Vec<usize> {
@@ -368,10 +371,19 @@ mod tests {
         ] {
             let new = rng.vec(b * t * h * d, -1.0, 1.0);
             let cache = rng.vec(b * h * s * d, -1.0, 1.0);
+            let half: Vec<f16> = cache.iter().map(|&x| f16::from_f32(x)).collect();
             let (mut got, mut want) = (cache.clone(), cache);
             kv_write(&mut got, &new, b, t, h, d, s, start);
             reference::kv_write(&mut want, &new, b, t, h, d, s, start);
             assert_eq!(got, want, "kv_write b{b} t{t} h{h} d{d} s{s} start {start}");
+            // An f16 cache: the same rows, rounded as the reference rounds them.
+            let (mut got, mut want) = (half.clone(), half);
+            kv_write(&mut got, &new, b, t, h, d, s, start);
+            reference::kv_write(&mut want, &new, b, t, h, d, s, start);
+            assert!(
+                got == want,
+                "f16 kv_write b{b} t{t} h{h} d{d} s{s} start {start}"
+            );
         }
         for (b, seq, e, scale) in [
             (1, 4, 3, 2),

@@ -7,6 +7,7 @@
 //! No allocation (the decode loop runs through here once per op and token).
 
 use half::{bf16, f16};
+use iris_kernels::cpu::kv_element::KvElement;
 use iris_kernels::cpu::reference as kernel;
 use iris_kernels::cpu::reference::{AttentionParams, Conv2dParams, KvStrides};
 use iris_kernels::cpu::{attention as fast_attention, isa::Isa, patch_embed, rowops};
@@ -233,22 +234,6 @@ pub(super) fn execute(
                     });
                 }
                 let past = past as usize;
-                let kv_write = match kernels {
-                    CpuKernels::Reference => kernel::kv_write,
-                    CpuKernels::Fast(_) => rowops::kv_write,
-                };
-                for (cache, new) in [(&inputs[3], &inputs[1]), (&inputs[4], &inputs[2])] {
-                    kv_write(
-                        view_mut::<f32>(cache)?,
-                        view(new)?,
-                        batch,
-                        new_len,
-                        n_kv_heads,
-                        head_dim,
-                        max_seq,
-                        past,
-                    );
-                }
                 let params = AttentionParams {
                     batch,
                     q_len: q[1],
@@ -259,17 +244,18 @@ pub(super) fn execute(
                     scale: *scale,
                     causal: true,
                 };
-                let strides = KvStrides::bhsd(max_seq, n_kv_heads, head_dim);
-                attention(
-                    kernels,
-                    view(&inputs[0])?,
-                    view(&inputs[3])?,
-                    view(&inputs[4])?,
-                    strides,
-                    None,
-                    &params,
-                    view_mut(output)?,
-                );
+                let (q, new_k, new_v) = (view(&inputs[0])?, view(&inputs[1])?, view(&inputs[2])?);
+                let out = view_mut(output)?;
+                match inputs[3].dtype {
+                    DType::F16 => {
+                        let (k, v) = (view_mut::<f16>(&inputs[3])?, view_mut(&inputs[4])?);
+                        cached_attention(kernels, q, (new_k, new_v), (k, v), past, &params, out)
+                    }
+                    _ => {
+                        let (k, v) = (view_mut::<f32>(&inputs[3])?, view_mut(&inputs[4])?);
+                        cached_attention(kernels, q, (new_k, new_v), (k, v), past, &params, out)
+                    }
+                }
             }
             Op::Gelu(GeluKind::Erf) => {
                 rowops::gelu_erf(row_isa, view(&inputs[0])?, view_mut(output)?)
@@ -380,6 +366,40 @@ fn attention(
     match kernels {
         CpuKernels::Reference => kernel::attention(q, k, v, kv, mask, params, out),
         CpuKernels::Fast(isa) => fast_attention::attention(isa, q, k, v, kv, mask, params, out),
+    }
+}
+
+/// Writes the new keys and values at rows `past..` of the caches (`[B, Hkv, max_seq, D]`,
+/// f32 or f16), then attends over the first `past + new` rows (causal).
+fn cached_attention<T: KvElement>(
+    kernels: CpuKernels,
+    q: &[f32],
+    (new_k, new_v): (&[f32], &[f32]),
+    (k_cache, v_cache): (&mut [T], &mut [T]),
+    past: usize,
+    p: &AttentionParams,
+    out: &mut [f32],
+) {
+    let (b, h, d) = (p.batch, p.n_kv_heads, p.head_dim);
+    let max_seq = k_cache.len() / (b * h * d).max(1);
+    let new_len = p.kv_len - past;
+    let strides = KvStrides::bhsd(max_seq, h, d);
+    match kernels {
+        CpuKernels::Reference => {
+            for (cache, new) in [(&mut *k_cache, new_k), (&mut *v_cache, new_v)] {
+                kernel::kv_write(cache, new, b, new_len, h, d, max_seq, past);
+            }
+            // The reference computes on f32: an f16 cache is widened, exactly.
+            let widen = |c: &[T]| c.iter().map(|x| x.to_f32()).collect::<Vec<f32>>();
+            let (k, v) = (widen(k_cache), widen(v_cache));
+            kernel::attention(q, &k, &v, strides, None, p, out)
+        }
+        CpuKernels::Fast(isa) => {
+            for (cache, new) in [(&mut *k_cache, new_k), (&mut *v_cache, new_v)] {
+                rowops::kv_write(cache, new, b, new_len, h, d, max_seq, past);
+            }
+            fast_attention::attention(isa, q, k_cache, v_cache, strides, None, p, out)
+        }
     }
 }
 

@@ -442,6 +442,12 @@ pub(super) fn cached_attention(
     let (q, k, v, k_cache, v_cache, past) = (
         &inputs[0], &inputs[1], &inputs[2], &inputs[3], &inputs[4], &inputs[5],
     );
+    if k_cache.dtype != DType::F32 || v_cache.dtype != DType::F32 {
+        return Err(unsupported(format!(
+            "{OP} with {} KV caches (the CUDA kernels keep f32 caches; an f16 cache is CPU-only)",
+            k_cache.dtype
+        )));
+    }
     expect_f32(OP, &[q, k, v, k_cache, v_cache, output])?;
     if past.dtype != DType::I64 || past.shape.numel() != 1 {
         return Err(invalid(

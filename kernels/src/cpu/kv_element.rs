@@ -1,0 +1,146 @@
+//! Element types of a KV cache: f32 (exact) or f16, which halves the cache's memory and the
+//! bytes a decode step reads from it (llama.cpp's default). Values are rounded to f16 (to
+//! nearest even) once, when written; attention widens them exactly to f32 and computes in
+//! f32.
+
+// AVX-512 intrinsics are stable since Rust 1.89.
+#![allow(clippy::incompatible_msrv)]
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
+/// A KV-cache element.
+pub trait KvElement: Copy + Default + Send + Sync + 'static {
+    /// The element nearest `x` (f16: round to nearest even, as `half::f16::from_f32`).
+    fn from_f32(x: f32) -> Self;
+    /// The element's exact f32 value.
+    fn to_f32(self) -> f32;
+    /// `dst[i] = from_f32(src[i])`, vectorised where the CPU allows (same rounding).
+    /// Panics if the lengths differ.
+    fn store_row(src: &[f32], dst: &mut [Self]);
+    /// `dst[i] = src[i].to_f32()`. Panics if the lengths differ.
+    fn load_row(src: &[Self], dst: &mut [f32]);
+    /// `s` itself when the elements are f32 (kernels that read only f32 take it as is).
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
+    /// The elements of `lanes` at `p`, widened to f32; other lanes are zero.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F and F16C; `p.add(i)` is readable for every set bit `i`.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load16(p: *const Self, lanes: u16) -> __m512;
+}
+
+impl KvElement for f32 {
+    fn from_f32(x: f32) -> Self {
+        x
+    }
+    fn to_f32(self) -> f32 {
+        self
+    }
+    fn store_row(src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
+    }
+    fn load_row(src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
+    }
+    fn as_f32(s: &[f32]) -> Option<&[f32]> {
+        Some(s)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    unsafe fn load16(p: *const f32, lanes: u16) -> __m512 {
+        // SAFETY: masked lanes are not read; the set ones are readable (caller's contract).
+        unsafe { _mm512_maskz_loadu_ps(lanes, p) }
+    }
+}
+
+impl KvElement for f16 {
+    fn from_f32(x: f32) -> Self {
+        f16::from_f32(x)
+    }
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+    fn store_row(src: &[f32], dst: &mut [f16]) {
+        dst.convert_from_f32_slice(src);
+    }
+    fn load_row(src: &[f16], dst: &mut [f32]) {
+        src.convert_to_f32_slice(dst);
+    }
+    fn as_f32(_: &[f16]) -> Option<&[f32]> {
+        None
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    unsafe fn load16(p: *const f16, lanes: u16) -> __m512 {
+        // SAFETY: masked lanes are not read (AVX512-BW masked 16-bit load); the set ones are
+        // readable (caller's contract).
+        unsafe { _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes, p as *const i16)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::isa::Isa;
+    use crate::testing::Rng;
+
+    /// The vectorised row conversions round as the scalar ones, including ties, subnormals,
+    /// overflow to infinity and NaN.
+    #[test]
+    fn row_conversions_match_the_scalar_ones() {
+        let mut rng = Rng::new(211);
+        let mut src = rng.vec(1037, -70000.0, 70000.0);
+        src.extend(rng.vec(101, -1e-6, 1e-6));
+        src.extend([
+            1.0 + 1.0 / 2048.0,
+            65520.0,
+            -65520.0,
+            f32::NAN,
+            f32::INFINITY,
+            -0.0,
+        ]);
+        let mut half = vec![f16::ZERO; src.len()];
+        f16::store_row(&src, &mut half);
+        for (&x, &h) in src.iter().zip(&half) {
+            let want = <f16 as KvElement>::from_f32(x);
+            assert!(
+                h.to_bits() == want.to_bits() || (h.is_nan() && want.is_nan()),
+                "{x} -> {h} (want {want})"
+            );
+        }
+        let mut wide = vec![0.0f32; half.len()];
+        f16::load_row(&half, &mut wide);
+        for (&h, &w) in half.iter().zip(&wide) {
+            assert!(w.to_bits() == h.to_f32().to_bits() || (w.is_nan() && h.is_nan()));
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn load16_widens_the_set_lanes_only() {
+        if !Isa::Avx512.is_supported() {
+            eprintln!("skipped: no AVX-512");
+            return;
+        }
+        let mut rng = Rng::new(212);
+        let src: Vec<f16> = rng
+            .vec(16, -3.0, 3.0)
+            .into_iter()
+            .map(f16::from_f32)
+            .collect();
+        let lanes = 0b0101_1111_0000_1011u16;
+        let mut got = [0.0f32; 16];
+        // SAFETY: AVX-512 checked above; all 16 elements are readable.
+        unsafe { _mm512_storeu_ps(got.as_mut_ptr(), f16::load16(src.as_ptr(), lanes)) };
+        for (i, (&g, &s)) in got.iter().zip(&src).enumerate() {
+            let want = if lanes >> i & 1 == 1 { s.to_f32() } else { 0.0 };
+            assert_eq!(g, want, "lane {i}");
+        }
+    }
+}
