@@ -167,3 +167,38 @@ fn e2e_with_an_image_reports_vision() {
     let err = text(&short.stderr);
     assert!(err.contains("25") && err.contains("10"), "{err}");
 }
+
+/// `--kv-cache f16`: reported in the JSON, the same greedy tokens as the exact cache on the
+/// tiny model, refused on CUDA (its kernels keep f32 caches) and for an unknown type.
+#[test]
+fn e2e_with_an_f16_kv_cache() {
+    let model = Path::new("fixtures/tiny-llama");
+    let run = |kv: &str| {
+        let args = [
+            "--prompt-tokens",
+            "12",
+            "--gen-tokens",
+            "10",
+            "--runs",
+            "1",
+            "--json",
+            "--kv-cache",
+            kv,
+        ];
+        json_of(&bench(model, &args))
+    };
+    let (exact, half) = (run("f32"), run("f16"));
+    assert_eq!(exact["kv_cache"], "f32", "{exact}");
+    assert_eq!(half["kv_cache"], "f16", "{half}");
+    check_common(&half, 12, 10);
+    assert_eq!(half["tokens"], exact["tokens"], "{half} vs {exact}");
+
+    let cuda = bench(model, &["--kv-cache", "f16", "--device", "cuda"]);
+    let err = text(&cuda.stderr);
+    assert_eq!(cuda.status.code(), Some(1), "{err}");
+    assert!(err.contains("--kv-cache f16 is CPU-only"), "{err}");
+    let unknown = bench(model, &["--kv-cache", "bf16"]);
+    let err = text(&unknown.stderr);
+    assert_eq!(unknown.status.code(), Some(2), "{err}");
+    assert!(err.contains("f32") && err.contains("f16"), "{err}");
+}

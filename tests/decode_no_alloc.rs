@@ -29,6 +29,7 @@ use iris_kernels::cpu::{attention, gemm, rowops};
 use iris_kernels::testing::Rng;
 use iris_kernels::WeightSlice;
 use iris_models::generate::{GenerationConfig, SamplingParams, TextSession};
+use iris_models::llm::KvCacheDtype;
 use iris_models::text_model::TextModel;
 use iris_runtime::backend::cpu::{CpuBackend, Isa};
 
@@ -160,10 +161,16 @@ fn decode_loop_allocates_nothing() {
         top_p: 0.9,
         seed: 7,
     };
+    let runs = [
+        (SamplingParams::default(), KvCacheDtype::F32),
+        (sampled, KvCacheDtype::F32),
+        (SamplingParams::default(), KvCacheDtype::F16),
+    ];
     for isa in Isa::available() {
-        for sampling in [SamplingParams::default(), sampled] {
+        for (sampling, kv_cache) in runs {
             let backend = CpuBackend::with_isa(isa).unwrap();
-            let mut session = TextSession::new(model.model.clone(), backend, 64).unwrap();
+            let mut session =
+                TextSession::with_kv_cache(model.model.clone(), backend, 64, kv_cache).unwrap();
             let config = GenerationConfig {
                 max_new_tokens: WARM_UP + MEASURED + 1,
                 sampling,
@@ -185,10 +192,12 @@ fn decode_loop_allocates_nothing() {
             stop_counting();
             assert_eq!(out.tokens.len(), config.max_new_tokens, "{isa}");
             let (allocs, bytes) = counted.expect("the measured window closed");
-            println!("{isa} {sampling:?}: {allocs} allocations in {MEASURED} decode steps");
+            println!(
+                "{isa} {sampling:?} {kv_cache:?} cache: {allocs} allocations in {MEASURED} decode steps"
+            );
             assert_eq!(
                 allocs, 0,
-                "{isa} {sampling:?}: {allocs} heap allocations ({bytes} bytes) in {MEASURED} \
+                "{isa} {sampling:?} {kv_cache:?} cache: {allocs} heap allocations ({bytes} bytes) in {MEASURED} \
                  decode steps; IRIS_ALLOC_TRACE=1 prints where"
             );
         }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use iris_kernels::testing::nmse;
 use iris_models::check::check_text_model;
 use iris_models::generate::{GenerationConfig, SamplingParams, TextSession};
+use iris_models::llm::KvCacheDtype;
 use iris_models::text_model::TextModel;
 use iris_runtime::backend::cpu::CpuBackend;
 use iris_runtime::safetensors::WeightStore;
@@ -189,4 +190,56 @@ fn a_prompt_longer_than_the_context_is_a_clear_error() {
         out.stop_reason,
         iris_models::generate::StopReason::ContextFull
     );
+}
+
+/// An f16 KV cache rounds keys and values once: the logits stay within the half-precision
+/// bound of transformers' f32 ones (the prefill reads the rounded cache too), and greedy
+/// decoding through it still gives transformers' tokens.
+#[test]
+fn f16_kv_cache_stays_close_to_transformers() {
+    for name in ["tiny-llama", "tiny-qwen2"] {
+        let dir = fixture(name);
+        let model = TextModel::load(&dir, None).unwrap();
+        let reference = WeightStore::open(dir.join("reference.safetensors")).unwrap();
+        let ids: Vec<u32> = reference
+            .get("input_ids")
+            .unwrap()
+            .to_vec_i64()
+            .unwrap()
+            .iter()
+            .map(|&v| v as u32)
+            .collect();
+        let expected = reference.get("logits").unwrap().to_vec_f32();
+        let logits = |kv_cache| {
+            let mut session = TextSession::with_kv_cache(
+                model.model.clone(),
+                CpuBackend::new(),
+                ids.len() + 1,
+                kv_cache,
+            )
+            .unwrap();
+            session.forward_all(&ids).unwrap().to_vec_f32()
+        };
+        let (exact, half) = (logits(KvCacheDtype::F32), logits(KvCacheDtype::F16));
+        let (err_exact, err_half) = (nmse(&exact, &expected), nmse(&half, &expected));
+        println!("{name}: nmse f32 cache {err_exact:.3e}, f16 cache {err_half:.3e}");
+        assert!(err_half <= 1e-5, "{name}: f16 cache nmse {err_half:.3e}");
+        assert!(half != exact, "{name}: the f16 cache must round something");
+
+        let (prompt, want) = greedy(&dir);
+        let mut session = TextSession::with_kv_cache(
+            model.model.clone(),
+            CpuBackend::new(),
+            64,
+            KvCacheDtype::F16,
+        )
+        .unwrap();
+        let config = GenerationConfig {
+            max_new_tokens: want.len(),
+            sampling: SamplingParams::default(),
+            eos_token_ids: Vec::new(),
+        };
+        let out = session.generate(&prompt, &config, |_| true).unwrap();
+        assert_eq!(out.tokens, want, "{name}: greedy tokens with an f16 cache");
+    }
 }

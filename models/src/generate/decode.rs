@@ -10,7 +10,7 @@ use iris_runtime::graph::{Executor, ExecutorOptions, Graph, GraphBuilder, Replay
 use iris_runtime::DType;
 
 use crate::error::ModelError;
-use crate::llm::{LlamaModel, LogitsMode, PhaseShape};
+use crate::llm::{KvCacheDtype, LlamaModel, LogitsMode, PhaseShape};
 
 /// Name of the decode graph's greedy output: i64 [1, 1], the first maximum of the logits.
 pub const NEXT_TOKEN: &str = "next_token";
@@ -22,10 +22,15 @@ pub(crate) struct DecodeGraph<B: Backend> {
 /// The text model's graph for one token after `past_len` cached ones: inputs `input_ids`,
 /// `positions` (i64 [1, 1]) and `past_len` (i64 [1]); outputs `logits` (f32 [1, 1, V]) and
 /// `next_token`.
-pub fn build_decode_graph(llm: &LlamaModel, max_context: usize) -> Result<Graph, ModelError> {
+pub fn build_decode_graph(
+    llm: &LlamaModel,
+    max_context: usize,
+    kv_cache: KvCacheDtype,
+) -> Result<Graph, ModelError> {
     let shape = PhaseShape {
         seq_len: 1,
         max_context,
+        kv_cache,
         logits: LogitsMode::Last,
     };
     let mut g = GraphBuilder::new();
@@ -42,8 +47,13 @@ pub fn build_decode_graph(llm: &LlamaModel, max_context: usize) -> Result<Graph,
 
 impl<B: Backend> DecodeGraph<B> {
     /// Compiles the decode graph for a KV cache of `max_context` tokens.
-    pub fn new(backend: &mut B, llm: &LlamaModel, max_context: usize) -> Result<Self, ModelError> {
-        let graph = build_decode_graph(llm, max_context)?;
+    pub fn new(
+        backend: &mut B,
+        llm: &LlamaModel,
+        max_context: usize,
+        kv_cache: KvCacheDtype,
+    ) -> Result<Self, ModelError> {
+        let graph = build_decode_graph(llm, max_context, kv_cache)?;
         let exec = Executor::new(backend, graph, ExecutorOptions::default())?;
         Ok(DecodeGraph { exec })
     }

@@ -14,7 +14,7 @@ use iris_runtime::graph::{Executor, ExecutorOptions, ReplayState};
 use iris_runtime::Tensor;
 
 use crate::error::ModelError;
-use crate::llm::{LlamaModel, LogitsMode, PhaseShape};
+use crate::llm::{KvCacheDtype, LlamaModel, LogitsMode, PhaseShape};
 pub(crate) use decode::DecodeGraph;
 pub use decode::{build_decode_graph, NEXT_TOKEN};
 pub use sampling::{Sampler, SamplingParams};
@@ -141,30 +141,38 @@ pub struct TextSession<B: Backend> {
     backend: B,
     decode: DecodeGraph<B>,
     max_context: usize,
+    kv_cache: KvCacheDtype,
     /// Tokens in the KV cache.
     cached: usize,
     logits: Vec<f32>,
 }
 
 impl<B: Backend> TextSession<B> {
-    /// Builds and compiles the decode graph; the KV cache holds `max_context` tokens.
-    pub fn new(
+    /// Builds and compiles the decode graph; the KV cache holds `max_context` tokens in f32.
+    pub fn new(model: Arc<LlamaModel>, backend: B, max_context: usize) -> Result<Self, ModelError> {
+        Self::with_kv_cache(model, backend, max_context, KvCacheDtype::F32)
+    }
+
+    /// As [`TextSession::new`] with the KV cache in `kv_cache`.
+    pub fn with_kv_cache(
         model: Arc<LlamaModel>,
         mut backend: B,
         max_context: usize,
+        kv_cache: KvCacheDtype,
     ) -> Result<Self, ModelError> {
         if max_context == 0 {
             return Err(ModelError::Invalid(
                 "the context must hold at least one token".into(),
             ));
         }
-        let decode = DecodeGraph::new(&mut backend, &model, max_context)?;
+        let decode = DecodeGraph::new(&mut backend, &model, max_context, kv_cache)?;
         let vocab = model.config.vocab_size;
         Ok(TextSession {
             model,
             backend,
             decode,
             max_context,
+            kv_cache,
             cached: 0,
             logits: vec![0.0; vocab],
         })
@@ -219,6 +227,7 @@ impl<B: Backend> TextSession<B> {
         let shape = PhaseShape {
             seq_len: tokens.len(),
             max_context: self.max_context,
+            kv_cache: self.kv_cache,
             logits,
         };
         let mut exec = Executor::new(

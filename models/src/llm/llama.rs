@@ -91,6 +91,26 @@ pub enum LogitsMode {
     All,
 }
 
+/// The element type of the KV cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvCacheDtype {
+    /// Exact: what the model computed (the default, for checks against PyTorch).
+    #[default]
+    F32,
+    /// Rounded to f16 as written: half the memory, and half the cache bytes a decode step
+    /// reads (the CPU backend; llama.cpp's default).
+    F16,
+}
+
+impl KvCacheDtype {
+    pub fn dtype(self) -> DType {
+        match self {
+            KvCacheDtype::F32 => DType::F32,
+            KvCacheDtype::F16 => DType::F16,
+        }
+    }
+}
+
 /// Shapes of one graph.
 #[derive(Clone, Copy, Debug)]
 pub struct PhaseShape {
@@ -98,6 +118,8 @@ pub struct PhaseShape {
     pub seq_len: usize,
     /// Rows of the KV cache (the longest sequence the session can hold).
     pub max_context: usize,
+    /// Element type of the KV cache (every graph of a session must agree).
+    pub kv_cache: KvCacheDtype,
     pub logits: LogitsMode,
 }
 
@@ -215,12 +237,12 @@ impl LlamaModel {
             let k = g.rope(k, positions, self.inv_freq.clone())?;
             let k_cache = g.state(
                 &Self::cache_name(i, "k"),
-                DType::F32,
+                shape.kv_cache.dtype(),
                 [1, hkv, shape.max_context, d],
             )?;
             let v_cache = g.state(
                 &Self::cache_name(i, "v"),
-                DType::F32,
+                shape.kv_cache.dtype(),
                 [1, hkv, shape.max_context, d],
             )?;
             let attn = g.cached_attention(q, k, v, k_cache, v_cache, past_len, scale)?;

@@ -5,4 +5,4 @@ pub mod llama;
 pub mod rope;
 
 pub use config::{LlmConfig, RopeScaling, TokenIds};
-pub use llama::{LlamaModel, LogitsMode, PhaseShape};
+pub use llama::{KvCacheDtype, LlamaModel, LogitsMode, PhaseShape};

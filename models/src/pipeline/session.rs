@@ -15,7 +15,7 @@ use crate::error::ModelError;
 use crate::generate::{
     sample_until_stop, DecodeGraph, GenerationConfig, GenerationOutput, StepDecoder,
 };
-use crate::llm::{LogitsMode, PhaseShape};
+use crate::llm::{KvCacheDtype, LogitsMode, PhaseShape};
 
 /// What `generate` returns: the text generation and the time spent encoding images.
 #[derive(Clone, Debug)]
@@ -32,23 +32,34 @@ pub struct MultimodalSession<B: Backend> {
     /// The vision graph of the last batch size used.
     vision: Option<(usize, Executor<B>)>,
     max_context: usize,
+    kv_cache: KvCacheDtype,
     cached: usize,
     logits: Vec<f32>,
 }
 
 impl<B: Backend> MultimodalSession<B> {
-    /// Compiles the text decode graph; the KV cache holds `max_context` tokens.
+    /// Compiles the text decode graph; the KV cache holds `max_context` tokens in f32.
     pub fn new(
+        model: Arc<MultimodalModel>,
+        backend: B,
+        max_context: usize,
+    ) -> Result<Self, ModelError> {
+        Self::with_kv_cache(model, backend, max_context, KvCacheDtype::F32)
+    }
+
+    /// As [`MultimodalSession::new`] with the KV cache in `kv_cache`.
+    pub fn with_kv_cache(
         model: Arc<MultimodalModel>,
         mut backend: B,
         max_context: usize,
+        kv_cache: KvCacheDtype,
     ) -> Result<Self, ModelError> {
         if max_context == 0 {
             return Err(ModelError::Invalid(
                 "the context must hold at least one token".into(),
             ));
         }
-        let decode = DecodeGraph::new(&mut backend, &model.llm, max_context)?;
+        let decode = DecodeGraph::new(&mut backend, &model.llm, max_context, kv_cache)?;
         let vocab = model.llm.config.vocab_size;
         Ok(MultimodalSession {
             model,
@@ -56,6 +67,7 @@ impl<B: Backend> MultimodalSession<B> {
             decode,
             vision: None,
             max_context,
+            kv_cache,
             cached: 0,
             logits: vec![0.0; vocab],
         })
@@ -160,6 +172,7 @@ impl<B: Backend> MultimodalSession<B> {
         let shape = PhaseShape {
             seq_len: t,
             max_context: self.max_context,
+            kv_cache: self.kv_cache,
             logits,
         };
         let graph = self.model.build_prefill_graph(tokens, shape)?;

@@ -27,7 +27,7 @@ use iris_models::text_model::TextModel;
 use iris_models::tokenizer::TextTokenizer;
 use iris_runtime::graph::ReplayState;
 
-use super::device::{parse_dtype, with_backend, Device};
+use super::device::{parse_dtype, with_backend, Device, KvCache};
 
 #[derive(clap::Args)]
 pub struct E2eArgs {
@@ -48,6 +48,9 @@ pub struct E2eArgs {
     /// Weight precision: f32, bf16 or f16 (default: as stored).
     #[arg(long)]
     pub dtype: Option<String>,
+    /// KV cache precision: f32 (exact, the default) or f16 (CPU only; llama.cpp's default).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub kv_cache: KvCache,
     /// Counted runs (medians are reported).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
@@ -78,6 +81,7 @@ pub fn run(args: E2eArgs) -> anyhow::Result<()> {
     if args.gen_tokens == 0 {
         bail!("--gen-tokens must be at least 1");
     }
+    let kv_cache = args.kv_cache.for_device(args.device)?;
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -200,7 +204,8 @@ pub fn run(args: E2eArgs) -> anyhow::Result<()> {
     let replay: ReplayState;
     match &loaded {
         Loaded::Text(model) => with_backend!(args.device, |backend| {
-            let mut session = TextSession::new(model.model.clone(), backend, context)?;
+            let mut session =
+                TextSession::with_kv_cache(model.model.clone(), backend, context, kv_cache)?;
             for _ in 0..all_runs {
                 session.reset();
                 let output = session.generate(&prompt_ids, &generation, |_| true)?;
@@ -212,7 +217,8 @@ pub fn run(args: E2eArgs) -> anyhow::Result<()> {
             replay = session.decode_replay_state().clone();
         }),
         Loaded::Multimodal(model) => with_backend!(args.device, |backend| {
-            let mut session = MultimodalSession::new(model.clone(), backend, context)?;
+            let mut session =
+                MultimodalSession::with_kv_cache(model.clone(), backend, context, kv_cache)?;
             for _ in 0..all_runs {
                 let out =
                     session.generate(&prompt_ids, pixel_values.as_ref(), &generation, |_| true)?;
@@ -288,6 +294,7 @@ pub fn run(args: E2eArgs) -> anyhow::Result<()> {
             "model": args.model.file_name().map(|n| n.to_string_lossy().into_owned()),
             "device": device,
             "dtype": dtype_name,
+            "kv_cache": args.kv_cache.name(),
             "threads": threads,
             "prompt_tokens": args.prompt_tokens,
             "gen_tokens": args.gen_tokens,
@@ -312,8 +319,9 @@ pub fn run(args: E2eArgs) -> anyhow::Result<()> {
         None => "-".to_string(),
     };
     println!(
-        "{} on {device}, {dtype_name} weights, {threads} threads: prompt {} tokens ({} images), {} new tokens; median of {} runs after {} warm-up",
+        "{} on {device}, {dtype_name} weights, {} KV cache, {threads} threads: prompt {} tokens ({} images), {} new tokens; median of {} runs after {} warm-up",
         args.model.display(),
+        args.kv_cache.name(),
         args.prompt_tokens,
         args.image.len(),
         args.gen_tokens,

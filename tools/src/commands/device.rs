@@ -1,14 +1,45 @@
-//! `--device` and `--dtype` options shared by the commands that run models.
+//! `--device`, `--dtype` and `--kv-cache` options shared by the commands that run models.
 
 use std::str::FromStr;
 
 use anyhow::bail;
+use iris_models::llm::KvCacheDtype;
 use iris_runtime::DType;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Device {
     Cpu,
     Cuda,
+}
+
+/// The KV cache's element type on the command line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum KvCache {
+    /// Exact (the default).
+    #[default]
+    F32,
+    /// Half the memory and the cache traffic of decode; values rounded to f16 (CPU only).
+    F16,
+}
+
+impl KvCache {
+    /// The cache type for `device`, or an error where the device's kernels lack it.
+    pub fn for_device(self, device: Device) -> anyhow::Result<KvCacheDtype> {
+        match (self, device) {
+            (KvCache::F32, _) => Ok(KvCacheDtype::F32),
+            (KvCache::F16, Device::Cpu) => Ok(KvCacheDtype::F16),
+            (KvCache::F16, Device::Cuda) => {
+                bail!("--kv-cache f16 is CPU-only: the CUDA attention kernels keep an f32 cache")
+            }
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KvCache::F32 => "f32",
+            KvCache::F16 => "f16",
+        }
+    }
 }
 
 /// Weight precision requested on the command line (`None`: as stored in the checkpoint).

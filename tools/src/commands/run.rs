@@ -14,7 +14,7 @@ use iris_models::pipeline::PipelineKind;
 use iris_models::text_model::TextModel;
 use iris_models::tokenizer::{build_prompt_ids, ChatMessage, Prompt, TextTokenizer};
 
-use super::device::{parse_dtype, with_backend, Device};
+use super::device::{parse_dtype, with_backend, Device, KvCache};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -52,6 +52,10 @@ pub struct Args {
     /// Weight precision: f32, bf16 or f16 (default: as stored).
     #[arg(long)]
     pub dtype: Option<String>,
+    /// KV cache precision: f32 (exact, the default) or f16 (half the memory and the cache
+    /// bytes each decode step reads; CPU only).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub kv_cache: KvCache,
     /// Tokenize the prompt as given, without the chat template.
     #[arg(long)]
     pub raw: bool,
@@ -91,6 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--top-p must be in (0, 1], got {}", args.top_p);
     }
     let dtype = parse_dtype(args.dtype.as_deref())?;
+    let kv_cache = args.kv_cache.for_device(args.device)?;
     let architecture = iris_models::pipeline::architecture(&args.model)?;
     if PipelineKind::from_architecture(&architecture).is_some() {
         return super::run_multimodal::run(&args, dtype);
@@ -134,7 +139,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let mut stream = TokenStream::new(&tokenizer, args.json);
     let output: GenerationOutput = with_backend!(args.device, |backend| {
-        let mut session = TextSession::new(model.model.clone(), backend, context)?;
+        let mut session =
+            TextSession::with_kv_cache(model.model.clone(), backend, context, kv_cache)?;
         session.generate(&prompt_ids, &generation, |token| stream.push(token))?
     });
     stream.finish(&output, prompt_ids.len(), load_ms, None)?;

@@ -52,7 +52,9 @@ pub fn run(args: &Args, dtype: Option<DType>) -> anyhow::Result<()> {
     let mut stream = TokenStream::new(&tokenizer, args.json);
     let pixel_values = processed.as_ref().map(|p| &p.pixel_values);
     let output = with_backend!(args.device, |backend| {
-        let mut session = MultimodalSession::new(model.clone(), backend, context)?;
+        let kv_cache = args.kv_cache.for_device(args.device)?;
+        let mut session =
+            MultimodalSession::with_kv_cache(model.clone(), backend, context, kv_cache)?;
         session.generate(&prompt_ids, pixel_values, &generation, |token| {
             stream.push(token)
         })?

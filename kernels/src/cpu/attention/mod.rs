@@ -153,8 +153,12 @@ pub fn attention<T: KvElement>(
         None => {
             let (n_kv, kv_len, d) = (p.batch * p.n_kv_heads, p.kv_len, p.head_dim);
             let len = n_kv * kv_len * d;
-            scratch::with_f32(2 * len, |wide| {
-                let (kw, vw) = wide.split_at_mut(len);
+            // Asked for at the cache's whole length (its rows are `kv.head / kv.pos` in the
+            // `[B, H, S, D]` layout), so the thread's scratch does not grow again with each
+            // decode step.
+            let capacity = n_kv * kv_len.max(kv.head / kv.pos.max(1)) * d;
+            scratch::with_f32(2 * capacity, |wide| {
+                let (kw, vw) = wide[..2 * len].split_at_mut(len);
                 for (src, dst) in [(k, &mut *kw), (v, &mut *vw)] {
                     for (head, dst) in dst.chunks_exact_mut(kv_len * d).enumerate() {
                         let base = head / p.n_kv_heads * kv.batch + head % p.n_kv_heads * kv.head;
