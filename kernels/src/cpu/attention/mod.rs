@@ -14,11 +14,11 @@
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
-mod avx512;
-#[cfg(target_arch = "x86_64")]
 mod split_kv;
 #[cfg(target_arch = "x86_64")]
 mod split_kv_avx512;
+#[cfg(target_arch = "x86_64")]
+mod split_kv_scores;
 #[cfg(target_arch = "x86_64")]
 mod tiled;
 #[cfg(target_arch = "x86_64")]

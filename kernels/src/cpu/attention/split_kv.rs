@@ -8,9 +8,10 @@
 //!   tasks for every thread even with 3 kv heads;
 //! - a task runs every query row of the kv head's GQA group over its chunk, so each key and
 //!   value is read from memory once per step, not once per query head;
-//! - the online softmax goes in blocks of `BLOCK` keys, with the block's probabilities from
-//!   the vector `exp` and `P V` accumulated in registers (`split_kv_avx512.rs`), and leaves
-//!   an unnormalised partial per row: its max, its sum of `exp` and `sum p v`;
+//! - the online softmax goes in blocks of `BLOCK` keys: the block's scores for all rows at
+//!   once (`split_kv_scores.rs`), its probabilities from the vector `exp`, and `P V`
+//!   accumulated in registers (`split_kv_avx512.rs`); it leaves an unnormalised partial per
+//!   row: its max, its sum of `exp` and `sum p v`;
 //! - the partials of a row are combined by their log-sum-exp: `out = sum_c e^(m_c - m)
 //!   acc_c / sum_c e^(m_c - m) l_c`.
 //!
