@@ -199,6 +199,11 @@ def llm(args, iris, raw):
                 # peers' bf16 runs): the same folder with IRIS_BF16_DOT=1.
                 results[label].setdefault("iris_dot", []).append(
                     run_json(cmd, env={**ENV, "IRIS_BF16_DOT": "1"}))
+                # And with an f16 KV cache, as llama.cpp keeps by default.
+                kv16 = cmd + ["--kv-cache", "f16"]
+                results[label].setdefault("iris_kv16", []).append(run_json(kv16))
+                results[label].setdefault("iris_dot_kv16", []).append(
+                    run_json(kv16, env={**ENV, "IRIS_BF16_DOT": "1"}))
             bench = [setup["llama_bench"], "-m", setup["gguf"][gguf_type], "-t", str(THREADS), "-r", "1",
                      "-o", "json", "-n", str(args.gen_tokens)]
             # pp and tg from an empty context, then tg after a prompt-sized context (without the
@@ -225,7 +230,9 @@ def llm(args, iris, raw):
            "| iris / HF | iris step p50 / p99 ms |", "|---|---|---|---|---|---|---|---|"]
     ttft = ["| weights | iris load ms | iris TTFT ms |", "|---|---|---|"]
     rows = [(label, results[label], "iris") for label, *_ in PRECISIONS]
-    rows.insert(2, ("bf16, iris bf16 compute", results["bf16"], "iris_dot"))
+    rows[2:2] = [("bf16, iris bf16 compute", results["bf16"], "iris_dot"),
+                 ("bf16, iris f16 KV cache", results["bf16"], "iris_kv16"),
+                 ("bf16, iris bf16 compute + f16 KV cache", results["bf16"], "iris_dot_kv16")]
     for label, res, iris_key in rows:
         res = {**res, "iris": res[iris_key]}
         ip = median(x["prefill_tok_s"] for x in res["iris"])
@@ -245,10 +252,12 @@ def llm(args, iris, raw):
     return [
         f"Prompt {p} tokens, {g} new tokens, {THREADS} threads, median of {args.rounds} rounds "
         "(each round runs iris, llama.cpp and HF back to back per precision). iris: `iris bench e2e` "
-        "(synthetic prompt ids, one warm-up run per round; f16 = the f32 folder with `--dtype f16`). "
+        "(synthetic prompt ids, one warm-up run per round; f16 = the f32 folder with `--dtype f16`; "
+        "f32 KV cache unless the row says f16, `--kv-cache f16`). "
         f"llama.cpp: llama-cpp-python {setup['version']} sdist, llama-bench defaults otherwise "
         f"(flash_attn {first_llama.get('flash_attn')}, n_batch {first_llama.get('n_batch')}, "
-        f"n_ubatch {first_llama.get('n_ubatch')}). HF transformers: eager attention, bf16 weights and "
+        f"n_ubatch {first_llama.get('n_ubatch')}, KV cache {first_llama.get('type_k')}/"
+        f"{first_llama.get('type_v')}). HF transformers: eager attention, bf16 weights and "
         "activations for bf16; no f16 run.",
         "", "Prefill, tok/s:", "", *pre, "", "Decode, tok/s (iris and HF decode after the prompt):", "",
         *dec, "", *ttft,

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use half::bf16;
+use half::{bf16, f16};
 use rayon::prelude::*;
 
 use crate::cpu::isa::Isa;
@@ -327,9 +327,20 @@ pub fn bench_matmul_packed(
     })
 }
 
+fn to_f16(x: &[f32]) -> Vec<f16> {
+    x.iter().map(|&x| f16::from_f32(x)).collect()
+}
+
 /// Times causal GQA attention: `q_len` queries over `kv_len` keys (the last `q_len`
-/// positions), SmolLM2-135M heads (9 query, 3 kv, head_dim 64), K/V in the bhsd cache.
-pub fn bench_attention(isa: Isa, q_len: usize, kv_len: usize, runs: usize) -> Measurement {
+/// positions), SmolLM2-135M heads (9 query, 3 kv, head_dim 64), K/V in the bhsd cache, f32
+/// or (`f16_cache`) f16.
+pub fn bench_attention(
+    isa: Isa,
+    q_len: usize,
+    kv_len: usize,
+    f16_cache: bool,
+    runs: usize,
+) -> Measurement {
     let (nh, nkv, d) = (9, 3, 64);
     let p = AttentionParams {
         batch: 1,
@@ -345,19 +356,28 @@ pub fn bench_attention(isa: Isa, q_len: usize, kv_len: usize, runs: usize) -> Me
     let q = rng.vec(q_len * nh * d, -1.0, 1.0);
     let k = rng.vec(nkv * kv_len * d, -1.0, 1.0);
     let v = rng.vec(nkv * kv_len * d, -1.0, 1.0);
+    let (k16, v16) = (to_f16(&k), to_f16(&v));
     let mut out = vec![0.0f32; q.len()];
     let kv = KvStrides::bhsd(kv_len, nkv, d);
     let median_s = median_time(runs, || {
-        attention::attention(isa, &q, &k, &v, kv, None, &p, &mut out)
+        if f16_cache {
+            attention::attention(isa, &q, &k16, &v16, kv, None, &p, &mut out)
+        } else {
+            attention::attention(isa, &q, &k, &v, kv, None, &p, &mut out)
+        }
     });
+    let element = if f16_cache { 2 } else { 4 };
     // Visible (query, key) pairs under the causal mask; 4 flops per pair and dim (q.k, p.v).
     let pairs: usize = (0..q_len).map(|i| kv_len - q_len + i + 1).sum();
     Measurement {
         kernel: "attention causal".into(),
-        shape: format!("q{q_len} kv{kv_len} h9/3 d64"),
+        shape: format!(
+            "q{q_len} kv{kv_len} h9/3 d64{}",
+            if f16_cache { " f16 KV" } else { "" }
+        ),
         median_s,
         flops: (4 * pairs * d * nh) as f64,
-        bytes: (4 * (2 * kv_len * nkv * d + 2 * q.len())) as f64,
+        bytes: (element * 2 * kv_len * nkv * d + 4 * 2 * q.len()) as f64,
         bound: if q_len == 1 {
             Bound::Memory
         } else {
@@ -367,7 +387,7 @@ pub fn bench_attention(isa: Isa, q_len: usize, kv_len: usize, runs: usize) -> Me
 }
 
 /// The whole suite at `isa`: every matmul shape with f32 and bf16 weights, then attention
-/// prefill (512 tokens) and decode (1 query over 512 keys).
+/// prefill (512 tokens) and decode (1 query over 512 keys, f32 and f16 caches).
 pub fn suite(isa: Isa, runs: usize) -> Vec<Measurement> {
     let mut rows = Vec::new();
     for shape in MATMUL_SHAPES {
@@ -386,8 +406,9 @@ pub fn suite(isa: Isa, runs: usize) -> Vec<Measurement> {
             }
         }
     }
-    rows.push(bench_attention(isa, 512, 512, runs));
-    rows.push(bench_attention(isa, 1, 512, runs));
+    rows.push(bench_attention(isa, 512, 512, false, runs));
+    rows.push(bench_attention(isa, 1, 512, false, runs));
+    rows.push(bench_attention(isa, 1, 512, true, runs));
     rows
 }
 
@@ -403,7 +424,9 @@ mod tests {
         assert!(probe_read_bandwidth(8) > 0.0);
         let m = bench_matmul(isa, (3, 17, 9), true, 2);
         assert!(m.gflops() > 0.0 && m.gb_s() > 0.0 && m.bound == Bound::Memory);
-        let a = bench_attention(isa, 2, 5, 2);
+        let a = bench_attention(isa, 2, 5, false, 2);
         assert!(a.gflops() > 0.0 && a.bound == Bound::Compute);
+        let a = bench_attention(isa, 1, 9, true, 2);
+        assert!(a.gb_s() > 0.0 && a.bound == Bound::Memory);
     }
 }

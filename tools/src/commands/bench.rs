@@ -123,7 +123,7 @@ fn kernels(args: KernelArgs) -> anyhow::Result<()> {
         peaks.threads, peaks.gflops_per_core, peaks.gflops, peaks.read_gb_s
     );
     println!(
-        "{:<18} {:<22} {:>10} {:>10} {:>8} {:>12}",
+        "{:<18} {:<24} {:>10} {:>10} {:>8} {:>12}",
         "kernel", "shape", "time ms", "GFLOP/s", "GB/s", "% of peak"
     );
     for r in &rows {
@@ -133,7 +133,7 @@ fn kernels(args: KernelArgs) -> anyhow::Result<()> {
             "bw"
         };
         println!(
-            "{:<18} {:<22} {:>10.3} {:>10.1} {:>8.1} {:>8.1} {which}",
+            "{:<18} {:<24} {:>10.3} {:>10.1} {:>8.1} {:>8.1} {which}",
             r.kernel,
             r.shape,
             r.median_s * 1e3,
