@@ -118,3 +118,30 @@ fn check_and_run_errors_name_the_cause() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// `iris check --kv-cache f16` runs the check through an f16 cache: it still passes the f32
+/// bound on the tiny model, and its NMSE is the rounding's, above the exact cache's.
+#[test]
+fn check_through_an_f16_kv_cache() {
+    let nmse = |kv: &str| {
+        let out = iris(&[
+            "check",
+            "--model",
+            "fixtures/tiny-qwen2",
+            "--reference",
+            "fixtures/tiny-qwen2/reference.safetensors",
+            "--kv-cache",
+            kv,
+            "--json",
+        ]);
+        assert!(out.status.success(), "{kv}: {}", text(&out.stderr));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["passed"], true, "{kv}: {doc}");
+        doc["outputs"][0]["nmse"].as_f64().unwrap()
+    };
+    let (exact, half) = (nmse("f32"), nmse("f16"));
+    assert!(
+        half > exact * 10.0,
+        "f16 cache {half:.3e} vs f32 {exact:.3e}"
+    );
+}

@@ -18,6 +18,7 @@ use cuda_common::{backend, f32_tensor};
 use greedy_common::{fixture, greedy, greedy_json};
 use iris_kernels::cpu::reference;
 use iris_kernels::testing::{assert_nmse, Rng, NMSE_F32_REDUCTION};
+use iris_models::check::CheckOptions;
 use iris_models::check_multimodal::check_model;
 use iris_models::generate::TextSession;
 use iris_models::text_model::TextModel;
@@ -144,7 +145,14 @@ fn cached_attention_prefill_then_decode_equals_full_causal_attention() {
 fn check_tiny_model_reference(name: &str, reference: &str) {
     let Some(be) = backend() else { return };
     let dir = fixture(name);
-    let report = check_model(&dir, be, &dir.join(reference), None, None).unwrap();
+    let report = check_model(
+        &dir,
+        be,
+        &dir.join(reference),
+        None,
+        CheckOptions::default(),
+    )
+    .unwrap();
     for c in &report {
         println!(
             "{name}/{reference} on cuda: {} nmse {:.3e} max abs {:.3e} cosine {:.9} (<= {:.0e})",

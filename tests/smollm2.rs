@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use iris_models::check::check_text_model;
+use iris_models::check::{check_text_model, CheckOptions};
 use iris_models::generate::{GenerationConfig, SamplingParams, StopReason, TextSession};
 use iris_models::text_model::TextModel;
 use iris_models::tokenizer::{build_prompt_ids, ChatMessage, Prompt, TextTokenizer};
@@ -114,7 +114,13 @@ fn greedy_chat_generation_matches_transformers_token_for_token() {
 fn check(dir: &Path, threshold: f64) {
     let model = TextModel::load(dir, None).unwrap();
     let reference = root().join("fixtures/smollm2/reference_f32.safetensors");
-    let report = check_text_model(&model, CpuBackend::new(), &reference, None).unwrap();
+    let report = check_text_model(
+        &model,
+        CpuBackend::new(),
+        &reference,
+        CheckOptions::default(),
+    )
+    .unwrap();
     let logits = &report[0];
     println!(
         "{}: {} nmse {:.3e} max abs {:.3e} cosine {:.9}",

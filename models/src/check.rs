@@ -13,7 +13,26 @@ use iris_runtime::{DType, Tensor};
 
 use crate::error::ModelError;
 use crate::generate::TextSession;
+use crate::llm::KvCacheDtype;
 use crate::text_model::TextModel;
+
+/// How a check runs: the NMSE bound (`None`: [`default_threshold`] of the weights) and the
+/// KV cache type (an f16 cache shows how far its rounding moves the outputs).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CheckOptions {
+    pub threshold: Option<f64>,
+    pub kv_cache: KvCacheDtype,
+}
+
+impl CheckOptions {
+    /// The default options with NMSE bound `threshold`.
+    pub fn threshold(threshold: f64) -> Self {
+        CheckOptions {
+            threshold: Some(threshold),
+            ..Default::default()
+        }
+    }
+}
 
 /// How one output compares with its reference.
 #[derive(Clone, Debug)]
@@ -90,7 +109,7 @@ pub fn check_text_model<B: Backend>(
     model: &TextModel,
     backend: B,
     reference: &Path,
-    threshold: Option<f64>,
+    options: CheckOptions,
 ) -> Result<Vec<Comparison>, ModelError> {
     let store = WeightStore::open(reference)?;
     let ids = reference_input_ids(&store, reference)?;
@@ -104,9 +123,16 @@ pub fn check_text_model<B: Backend>(
             ids.len()
         )));
     }
-    let mut session = TextSession::new(model.model.clone(), backend, ids.len() + 1)?;
+    let mut session = TextSession::with_kv_cache(
+        model.model.clone(),
+        backend,
+        ids.len() + 1,
+        options.kv_cache,
+    )?;
     let logits = session.forward_all(&ids)?;
-    let threshold = threshold.unwrap_or_else(|| default_threshold(model.weight_dtype));
+    let threshold = options
+        .threshold
+        .unwrap_or_else(|| default_threshold(model.weight_dtype));
     Ok(vec![Comparison::new(
         "logits",
         &logits.to_vec_f32(),

@@ -14,7 +14,9 @@ use iris_runtime::backend::Backend;
 use iris_runtime::safetensors::WeightStore;
 use iris_runtime::{DType, Tensor};
 
-use crate::check::{check_text_model, default_threshold, reference_input_ids, Comparison};
+use crate::check::{
+    check_text_model, default_threshold, reference_input_ids, CheckOptions, Comparison,
+};
 use crate::error::ModelError;
 use crate::pipeline::{architecture, MultimodalModel, MultimodalSession, PipelineKind};
 use crate::text_model::TextModel;
@@ -27,15 +29,15 @@ pub fn check_model<B: Backend>(
     backend: B,
     reference: &Path,
     dtype: Option<DType>,
-    threshold: Option<f64>,
+    options: CheckOptions,
 ) -> Result<Vec<Comparison>, ModelError> {
     let arch = architecture(dir)?;
     if PipelineKind::from_architecture(&arch).is_some() {
         let model = MultimodalModel::load(dir, dtype)?;
-        check_multimodal_model(&Arc::new(model), backend, reference, threshold, "")
+        check_multimodal_model(&Arc::new(model), backend, reference, options, "")
     } else {
         let model = TextModel::load(dir, dtype)?;
-        check_text_model(&model, backend, reference, threshold)
+        check_text_model(&model, backend, reference, options)
     }
 }
 
@@ -61,7 +63,7 @@ pub fn check_multimodal_model<B: Backend>(
     model: &Arc<MultimodalModel>,
     backend: B,
     reference: &Path,
-    threshold: Option<f64>,
+    options: CheckOptions,
     suffix: &str,
 ) -> Result<Vec<Comparison>, ModelError> {
     let store = WeightStore::open(reference)?;
@@ -83,8 +85,11 @@ pub fn check_multimodal_model<B: Backend>(
             ids.len()
         )));
     }
-    let threshold = threshold.unwrap_or_else(|| default_threshold(model.weight_dtype));
-    let mut session = MultimodalSession::new(model.clone(), backend, ids.len() + 1)?;
+    let threshold = options
+        .threshold
+        .unwrap_or_else(|| default_threshold(model.weight_dtype));
+    let mut session =
+        MultimodalSession::with_kv_cache(model.clone(), backend, ids.len() + 1, options.kv_cache)?;
     let mut report = Vec::new();
     let features = match tensor(&store, reference, "pixel_values")? {
         Some(pixels) => {

@@ -7,6 +7,7 @@ mod multimodal_support;
 use multimodal_support::{check, check_greedy, fixture};
 use std::sync::Arc;
 
+use iris_models::check::CheckOptions;
 use iris_models::check_multimodal::check_model;
 use iris_models::pipeline::{MultimodalModel, MultimodalSession};
 use iris_runtime::backend::cpu::CpuBackend;
@@ -58,7 +59,7 @@ fn idefics3_shapes_and_dispatch() {
         CpuBackend::new(),
         &dir.join("reference.safetensors"),
         None,
-        None,
+        CheckOptions::default(),
     )
     .unwrap();
     assert!(report.iter().all(|c| c.passed));

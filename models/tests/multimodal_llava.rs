@@ -7,6 +7,7 @@ mod multimodal_support;
 use multimodal_support::{check, check_greedy, fixture};
 use std::sync::Arc;
 
+use iris_models::check::CheckOptions;
 use iris_models::check_multimodal::check_model;
 use iris_models::pipeline::{MultimodalModel, MultimodalSession};
 use iris_runtime::backend::cpu::CpuBackend;
@@ -65,7 +66,7 @@ fn check_model_dispatches_on_architecture() {
         CpuBackend::new(),
         &dir.join("reference.safetensors"),
         None,
-        None,
+        CheckOptions::default(),
     )
     .unwrap();
     assert_eq!(
@@ -79,7 +80,7 @@ fn check_model_dispatches_on_architecture() {
         CpuBackend::new(),
         &text.join("reference.safetensors"),
         None,
-        None,
+        CheckOptions::default(),
     )
     .unwrap();
     assert_eq!(report.len(), 1);
@@ -139,7 +140,14 @@ fn renamed_copy(rename: impl Fn(&str) -> String) -> tempfile::TempDir {
 fn check_layout(rename: impl Fn(&str) -> String) {
     let dir = renamed_copy(rename);
     let reference = fixture("tiny-llava").join("reference.safetensors");
-    let report = check_model(dir.path(), CpuBackend::new(), &reference, None, Some(1e-6)).unwrap();
+    let report = check_model(
+        dir.path(),
+        CpuBackend::new(),
+        &reference,
+        None,
+        CheckOptions::threshold(1e-6),
+    )
+    .unwrap();
     for c in &report {
         assert!(c.passed, "{}: nmse {:.3e}", c.name, c.nmse);
     }

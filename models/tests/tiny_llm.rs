@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use iris_kernels::testing::nmse;
-use iris_models::check::check_text_model;
+use iris_models::check::{check_text_model, CheckOptions};
 use iris_models::generate::{GenerationConfig, SamplingParams, TextSession};
 use iris_models::llm::KvCacheDtype;
 use iris_models::text_model::TextModel;
@@ -41,7 +41,7 @@ fn check_logits(name: &str, threshold: f64) {
         &model,
         CpuBackend::new(),
         &dir.join("reference.safetensors"),
-        Some(threshold),
+        CheckOptions::threshold(threshold),
     )
     .unwrap();
     for c in &report {
@@ -160,7 +160,7 @@ fn f32_checkpoint_run_as_bf16() {
         &model,
         CpuBackend::new(),
         &dir.join("reference.safetensors"),
-        None,
+        CheckOptions::default(),
     )
     .unwrap();
     assert_eq!(report[0].threshold, 1e-3);

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use iris_models::check::CheckOptions;
 use iris_models::check_multimodal::check_multimodal_model;
 use iris_models::generate::{GenerationConfig, SamplingParams};
 use iris_models::pipeline::{MultimodalModel, MultimodalSession};
@@ -25,7 +26,7 @@ pub fn check(dir: &Path, reference: &str, threshold: f64, suffix: &str) {
         &model,
         CpuBackend::new(),
         &dir.join(reference),
-        Some(threshold),
+        CheckOptions::threshold(threshold),
         suffix,
     )
     .unwrap();

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use iris_models::check::Comparison;
+use iris_models::check::{CheckOptions, Comparison};
 use iris_models::check_multimodal::check_model;
 
-use super::device::{parse_dtype, with_backend, Device};
+use super::device::{parse_dtype, with_backend, Device, KvCache};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,6 +28,10 @@ pub struct Args {
     /// NMSE bound (default 1e-6 for f32 weights, 1e-3 for half precision).
     #[arg(long)]
     pub threshold: Option<f64>,
+    /// KV cache precision: f32 (exact, the default) or f16, to see how far its rounding
+    /// moves the outputs (CPU only).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub kv_cache: KvCache,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -35,13 +39,17 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let dtype = parse_dtype(args.dtype.as_deref())?;
+    let options = CheckOptions {
+        threshold: args.threshold,
+        kv_cache: args.kv_cache.for_device(args.device)?,
+    };
     let start = Instant::now();
     let report: Vec<Comparison> = with_backend!(args.device, |backend| check_model(
         &args.model,
         backend,
         &args.reference,
         dtype,
-        args.threshold
+        options
     )
     .with_context(|| format!(
         "checking {} against {}",
