@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use iris_kernels::testing::nmse;
-use iris_models::check::{check_text_model, CheckOptions};
+use iris_models::check::{check_text_model, reference_input_ids, CheckOptions};
 use iris_models::generate::{GenerationConfig, SamplingParams, TextSession};
 use iris_models::llm::KvCacheDtype;
 use iris_models::text_model::TextModel;
@@ -57,11 +57,24 @@ fn check_logits(name: &str, threshold: f64) {
     }
 }
 
+/// The input ids and the expected tensor `name` of `dir`'s reference file.
+fn reference_logits(dir: &Path, name: &str) -> (Vec<u32>, Vec<f32>) {
+    let path = dir.join("reference.safetensors");
+    let reference = WeightStore::open(&path).unwrap();
+    let ids = reference_input_ids(&reference, &path).unwrap();
+    (ids, reference.get(name).unwrap().to_vec_f32())
+}
+
 fn check_greedy(name: &str) {
+    check_greedy_through(name, KvCacheDtype::F32);
+}
+
+fn check_greedy_through(name: &str, kv_cache: KvCacheDtype) {
     let dir = fixture(name);
     let model = TextModel::load(&dir, None).unwrap();
     let (prompt, expected) = greedy(&dir);
-    let mut session = TextSession::new(model.model.clone(), CpuBackend::new(), 64).unwrap();
+    let mut session =
+        TextSession::with_kv_cache(model.model.clone(), CpuBackend::new(), 64, kv_cache).unwrap();
     let config = GenerationConfig {
         max_new_tokens: expected.len(),
         sampling: SamplingParams::default(),
@@ -76,7 +89,7 @@ fn check_greedy(name: &str) {
         .unwrap();
     assert_eq!(
         out.tokens, expected,
-        "{name}: greedy tokens differ from transformers"
+        "{name}: greedy tokens differ from transformers ({kv_cache:?} cache)"
     );
     assert_eq!(
         streamed, expected,
@@ -132,16 +145,7 @@ fn bf16_weights_match_transformers_f32_compute_tightly() {
     for name in ["tiny-llama-bf16", "tiny-qwen2-bf16"] {
         let dir = fixture(name);
         let model = TextModel::load(&dir, None).unwrap();
-        let reference = WeightStore::open(dir.join("reference.safetensors")).unwrap();
-        let ids: Vec<u32> = reference
-            .get("input_ids")
-            .unwrap()
-            .to_vec_i64()
-            .unwrap()
-            .iter()
-            .map(|&v| v as u32)
-            .collect();
-        let expected = reference.get("logits_f32_compute").unwrap().to_vec_f32();
+        let (ids, expected) = reference_logits(&dir, "logits_f32_compute");
         let mut session =
             TextSession::new(model.model.clone(), CpuBackend::new(), ids.len() + 1).unwrap();
         let got = session.forward_all(&ids).unwrap().to_vec_f32();
@@ -200,16 +204,7 @@ fn f16_kv_cache_stays_close_to_transformers() {
     for name in ["tiny-llama", "tiny-qwen2"] {
         let dir = fixture(name);
         let model = TextModel::load(&dir, None).unwrap();
-        let reference = WeightStore::open(dir.join("reference.safetensors")).unwrap();
-        let ids: Vec<u32> = reference
-            .get("input_ids")
-            .unwrap()
-            .to_vec_i64()
-            .unwrap()
-            .iter()
-            .map(|&v| v as u32)
-            .collect();
-        let expected = reference.get("logits").unwrap().to_vec_f32();
+        let (ids, expected) = reference_logits(&dir, "logits");
         let logits = |kv_cache| {
             let mut session = TextSession::with_kv_cache(
                 model.model.clone(),
@@ -226,20 +221,6 @@ fn f16_kv_cache_stays_close_to_transformers() {
         assert!(err_half <= 1e-5, "{name}: f16 cache nmse {err_half:.3e}");
         assert!(half != exact, "{name}: the f16 cache must round something");
 
-        let (prompt, want) = greedy(&dir);
-        let mut session = TextSession::with_kv_cache(
-            model.model.clone(),
-            CpuBackend::new(),
-            64,
-            KvCacheDtype::F16,
-        )
-        .unwrap();
-        let config = GenerationConfig {
-            max_new_tokens: want.len(),
-            sampling: SamplingParams::default(),
-            eos_token_ids: Vec::new(),
-        };
-        let out = session.generate(&prompt, &config, |_| true).unwrap();
-        assert_eq!(out.tokens, want, "{name}: greedy tokens with an f16 cache");
+        check_greedy_through(name, KvCacheDtype::F16);
     }
 }
