@@ -31,6 +31,12 @@ pub trait KvElement: Copy + Default + Send + Sync + 'static {
     /// The CPU supports AVX-512F and F16C; `p.add(i)` is readable for every set bit `i`.
     #[cfg(target_arch = "x86_64")]
     unsafe fn load16(p: *const Self, lanes: u16) -> __m512;
+    /// The 8 elements at `p`, widened to f32.
+    ///
+    /// # Safety
+    /// The CPU supports AVX2 and F16C; `p.add(i)` is readable for `i < 8`.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(p: *const Self) -> __m256;
 }
 
 impl KvElement for f32 {
@@ -55,6 +61,13 @@ impl KvElement for f32 {
     unsafe fn load16(p: *const f32, lanes: u16) -> __m512 {
         // SAFETY: masked lanes are not read; the set ones are readable (caller's contract).
         unsafe { _mm512_maskz_loadu_ps(lanes, p) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8(p: *const f32) -> __m256 {
+        // SAFETY: 8 readable elements (caller's contract).
+        unsafe { _mm256_loadu_ps(p) }
     }
 }
 
@@ -81,6 +94,13 @@ impl KvElement for f16 {
         // SAFETY: masked lanes are not read (AVX512-BW masked 16-bit load); the set ones are
         // readable (caller's contract).
         unsafe { _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes, p as *const i16)) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8(p: *const f16) -> __m256 {
+        // SAFETY: 8 readable elements (16 bytes; caller's contract).
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
     }
 }
 

@@ -1,14 +1,15 @@
 //! AVX2 primitives of the flash attention row: dot, axpy and scale over `head_dim`
-//! (8 lanes, scalar tail).
+//! (8 lanes, scalar tail), with keys and values f32 or f16 (widened by F16C as loaded).
 
 use std::arch::x86_64::*;
 
 use super::{flash_row, Row, BLOCK};
+use crate::cpu::kv_element::KvElement;
 use crate::cpu::simd::avx2::hsum;
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot<T: KvElement>(a: &[f32], b: &[T]) -> f32 {
     let n = a.len().min(b.len());
     let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     let mut p = 0;
@@ -17,12 +18,12 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         while p + 16 <= n {
             acc0 = _mm256_fmadd_ps(
                 _mm256_loadu_ps(a.as_ptr().add(p)),
-                _mm256_loadu_ps(b.as_ptr().add(p)),
+                T::load8(b.as_ptr().add(p)),
                 acc0,
             );
             acc1 = _mm256_fmadd_ps(
                 _mm256_loadu_ps(a.as_ptr().add(p + 8)),
-                _mm256_loadu_ps(b.as_ptr().add(p + 8)),
+                T::load8(b.as_ptr().add(p + 8)),
                 acc1,
             );
             p += 16;
@@ -30,7 +31,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         if p + 8 <= n {
             acc0 = _mm256_fmadd_ps(
                 _mm256_loadu_ps(a.as_ptr().add(p)),
-                _mm256_loadu_ps(b.as_ptr().add(p)),
+                T::load8(b.as_ptr().add(p)),
                 acc0,
             );
             p += 8;
@@ -38,14 +39,14 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         hsum(_mm256_add_ps(acc0, acc1))
     };
     for i in p..n {
-        s += a[i] * b[i];
+        s += a[i] * b[i].to_f32();
     }
     s
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+fn axpy<T: KvElement>(y: &mut [f32], a: f32, x: &[T]) {
     let n = y.len().min(x.len());
     let av = _mm256_set1_ps(a);
     let mut p = 0;
@@ -55,13 +56,13 @@ fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
             let yp = y.as_mut_ptr().add(p);
             _mm256_storeu_ps(
                 yp,
-                _mm256_fmadd_ps(av, _mm256_loadu_ps(x.as_ptr().add(p)), _mm256_loadu_ps(yp)),
+                _mm256_fmadd_ps(av, T::load8(x.as_ptr().add(p)), _mm256_loadu_ps(yp)),
             );
             p += 8;
         }
     }
     for i in p..n {
-        y[i] += a * x[i];
+        y[i] += a * x[i].to_f32();
     }
 }
 
@@ -89,7 +90,7 @@ fn scale(y: &mut [f32], a: f32) {
 /// # Safety
 /// The CPU supports the AVX2 level.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn row(row: &Row, out: &mut [f32], scores: &mut [f32]) {
+pub(super) unsafe fn row<T: KvElement>(row: &Row<T>, out: &mut [f32], scores: &mut [f32]) {
     debug_assert!(scores.len() >= BLOCK);
     flash_row!(row, out, scores, dot, axpy, scale)
 }

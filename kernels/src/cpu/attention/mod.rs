@@ -9,7 +9,9 @@
 //!   the block's values are added with SIMD axpys. Rayon splits over (batch, head, chunk of
 //!   `Q_CHUNK` queries).
 //!
-//! K/V are read in place (bthd projections or the bhsd cache). Timings: BENCHMARKS.md.
+//! K/V are read in place (bthd projections or the bhsd cache), f32 or an f16 cache: split-KV
+//! and the per-row kernel widen f16 as they load it; the tiled kernel takes f32, so f16 K/V
+//! are widened into scratch first. Timings: BENCHMARKS.md.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -30,6 +32,7 @@ use crate::cpu::isa::Isa;
 use crate::cpu::kv_element::KvElement;
 use crate::cpu::reference::attention::check_operands;
 use crate::cpu::reference::{AttentionParams, KvStrides};
+#[cfg(target_arch = "x86_64")]
 use crate::cpu::rowops::scratch;
 use crate::cpu::simd::SendPtr;
 
@@ -43,10 +46,10 @@ const PAR_MIN_MACS: usize = 1 << 15;
 
 /// One query row's inputs: `k`/`v` start at the (batch, kv head) base; key `j` is at
 /// `j * pos`.
-pub(crate) struct Row<'a> {
+pub(crate) struct Row<'a, T> {
     pub q: &'a [f32],
-    pub k: &'a [f32],
-    pub v: &'a [f32],
+    pub k: &'a [T],
+    pub v: &'a [T],
     pub pos: usize,
     pub visible: usize,
     pub mask: Option<&'a [f32]>,
@@ -57,7 +60,7 @@ pub(crate) struct Row<'a> {
 /// `#[target_feature]` function so its `dot`, `axpy` and `scale` primitives inline.
 macro_rules! flash_row {
     ($row:expr, $out:expr, $scores:expr, $dot:path, $axpy:path, $scale:path) => {{
-        let row: &Row = $row;
+        let row = $row;
         let out: &mut [f32] = $out;
         let scores: &mut [f32] = $scores;
         let d = out.len();
@@ -103,13 +106,13 @@ macro_rules! flash_row {
 }
 pub(crate) use flash_row;
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).fold(0.0, |s, (&x, &y)| s + x * y)
+fn dot<T: KvElement>(a: &[f32], b: &[T]) -> f32 {
+    a.iter().zip(b).fold(0.0, |s, (&x, &y)| s + x * y.to_f32())
 }
 
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+fn axpy<T: KvElement>(y: &mut [f32], a: f32, x: &[T]) {
     for (y, &x) in y.iter_mut().zip(x) {
-        *y += a * x;
+        *y += a * x.to_f32();
     }
 }
 
@@ -119,7 +122,7 @@ fn scale(y: &mut [f32], a: f32) {
     }
 }
 
-fn row_scalar(row: &Row, out: &mut [f32], scores: &mut [f32]) {
+fn row_scalar<T: KvElement>(row: &Row<T>, out: &mut [f32], scores: &mut [f32]) {
     flash_row!(row, out, scores, dot, axpy, scale)
 }
 
@@ -141,46 +144,56 @@ pub fn attention<T: KvElement>(
     if !check_operands(q, k, v, kv, mask, p, out) {
         return;
     }
-    // Decode on AVX-512 reads f16 K/V natively: halving those bytes is what the f16 cache
-    // is for. Elsewhere f16 K/V are widened first, which costs `kv_len` rows against the
-    // `q_len kv_len` work of a prefill.
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 && p.q_len < tiled::MIN_Q_LEN {
-        return split_kv::attention(q, k, v, kv, mask, p, out);
-    }
-    match T::as_f32(k).zip(T::as_f32(v)) {
-        Some((k, v)) => attention_f32(isa, q, k, v, kv, mask, p, out),
-        None => {
-            let (n_kv, kv_len, d) = (p.batch * p.n_kv_heads, p.kv_len, p.head_dim);
-            let len = n_kv * kv_len * d;
-            // Asked for at the cache's whole length (its rows are `kv.head / kv.pos` in the
-            // `[B, H, S, D]` layout), so the thread's scratch does not grow again with each
-            // decode step.
-            let capacity = n_kv * kv_len.max(kv.head / kv.pos.max(1)) * d;
-            scratch::with_f32(2 * capacity, |wide| {
-                let (kw, vw) = wide[..2 * len].split_at_mut(len);
-                for (src, dst) in [(k, &mut *kw), (v, &mut *vw)] {
-                    for (head, dst) in dst.chunks_exact_mut(kv_len * d).enumerate() {
-                        let base = head / p.n_kv_heads * kv.batch + head % p.n_kv_heads * kv.head;
-                        for (j, dst) in dst.chunks_exact_mut(d).enumerate() {
-                            T::load_row(&src[base + j * kv.pos..][..d], dst);
-                        }
-                    }
-                }
-                let wide_kv = KvStrides::bhsd(kv_len, p.n_kv_heads, d);
-                attention_f32(isa, q, kw, vw, wide_kv, mask, p, out)
-            })
+    if isa == Isa::Avx512 {
+        if p.q_len < tiled::MIN_Q_LEN {
+            return split_kv::attention(q, k, v, kv, mask, p, out);
         }
+        // The tiled kernel reads f32 only: f16 K/V are widened first, `kv_len` rows against
+        // its `q_len kv_len` work.
+        return match T::as_f32(k).zip(T::as_f32(v)) {
+            Some((k, v)) => tiled::attention(q, k, v, kv, mask, p, out),
+            None => widened(k, v, kv, p, |k, v, kv| {
+                tiled::attention(q, k, v, kv, mask, p, out)
+            }),
+        };
     }
+    per_row(isa, q, k, v, kv, mask, p, out)
 }
 
-/// [`attention`] over f32 K/V, past the operand checks.
+/// Runs `f` on the keys and values visible to `p`, widened to f32 in the calling thread's
+/// scratch, laid out `[B, H, kv_len, D]`.
+#[cfg(target_arch = "x86_64")]
+fn widened<T: KvElement>(
+    k: &[T],
+    v: &[T],
+    kv: KvStrides,
+    p: &AttentionParams,
+    f: impl FnOnce(&[f32], &[f32], KvStrides),
+) {
+    let (n_kv, kv_len, d) = (p.batch * p.n_kv_heads, p.kv_len, p.head_dim);
+    let len = n_kv * kv_len * d;
+    scratch::with_f32(2 * len, |wide| {
+        let (kw, vw) = wide.split_at_mut(len);
+        for (src, dst) in [(k, &mut *kw), (v, &mut *vw)] {
+            for (head, dst) in dst.chunks_exact_mut(kv_len * d).enumerate() {
+                let base = head / p.n_kv_heads * kv.batch + head % p.n_kv_heads * kv.head;
+                for (j, dst) in dst.chunks_exact_mut(d).enumerate() {
+                    T::load_row(&src[base + j * kv.pos..][..d], dst);
+                }
+            }
+        }
+        f(kw, vw, KvStrides::bhsd(kv_len, p.n_kv_heads, d))
+    })
+}
+
+/// The per-row kernel (AVX2 and scalar), past the operand checks.
 #[allow(clippy::too_many_arguments)] // as `attention`
-fn attention_f32(
+fn per_row<T: KvElement>(
     isa: Isa,
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: &[T],
+    v: &[T],
     kv: KvStrides,
     mask: Option<&[f32]>,
     p: &AttentionParams,
@@ -196,10 +209,6 @@ fn attention_f32(
         scale,
         ..
     } = *p;
-    #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 && q_len >= tiled::MIN_Q_LEN {
-        return tiled::attention(q, k, v, kv, mask, p, out);
-    }
     let group = n_heads / n_kv_heads;
     let chunks = q_len.div_ceil(Q_CHUNK);
     let out_ptr = SendPtr(out.as_mut_ptr());
