@@ -208,6 +208,37 @@ pub fn attention(
     }
 }
 
+/// Panics unless a cache of `cache_len` elements is `[batch, n_kv_heads, max_seq, head_dim]`,
+/// `new_elements` are `[batch, new_len, n_kv_heads, head_dim]` and rows `start..start +
+/// new_len` fit: the operand checks every `kv_write` shares.
+#[allow(clippy::too_many_arguments)] // kv_write's sizes
+pub(crate) fn check_kv_write(
+    cache_len: usize,
+    new_elements: usize,
+    batch: usize,
+    new_len: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    max_seq: usize,
+    start: usize,
+) {
+    assert_eq!(
+        new_elements,
+        batch * new_len * n_kv_heads * head_dim,
+        "kv_write: new must be [B, new_len, H, D]"
+    );
+    assert_eq!(
+        cache_len,
+        batch * n_kv_heads * max_seq * head_dim,
+        "kv_write: cache must be [B, H, max_seq, D]"
+    );
+    assert!(
+        start + new_len <= max_seq,
+        "kv_write: rows {start}..{} exceed max_seq = {max_seq}",
+        start + new_len
+    );
+}
+
 /// Writes `new` (`[batch, new_len, n_kv_heads, head_dim]`) into positions
 /// `start..start + new_len` of `cache` (`[batch, n_kv_heads, max_seq, head_dim]`), f32 or
 /// rounded to f16 (nearest even).
@@ -222,20 +253,15 @@ pub fn kv_write<T: KvElement>(
     max_seq: usize,
     start: usize,
 ) {
-    assert_eq!(
-        new.len(),
-        batch * new_len * n_kv_heads * head_dim,
-        "kv_write: new must be [B, new_len, H, D]"
-    );
-    assert_eq!(
+    check_kv_write(
         cache.len(),
-        batch * n_kv_heads * max_seq * head_dim,
-        "kv_write: cache must be [B, H, max_seq, D]"
-    );
-    assert!(
-        start + new_len <= max_seq,
-        "kv_write: rows {start}..{} exceed max_seq = {max_seq}",
-        start + new_len
+        new.len(),
+        batch,
+        new_len,
+        n_kv_heads,
+        head_dim,
+        max_seq,
+        start,
     );
     for b in 0..batch {
         for t in 0..new_len {

@@ -225,22 +225,8 @@ pub fn kv_write<T: KvElement>(
     max_seq: usize,
     start: usize,
 ) {
-    assert_eq!(
-        new.len(),
-        batch * new_len * n_kv_heads * head_dim,
-        "kv_write: new must be [B, new_len, H, D]"
-    );
-    assert_eq!(
-        cache.len(),
-        batch * n_kv_heads * max_seq * head_dim,
-        "kv_write: cache must be [B, H, max_seq, D]"
-    );
-    assert!(
-        start + new_len <= max_seq,
-        "kv_write: rows {start}..{} exceed max_seq = {max_seq}",
-        start + new_len
-    );
     let (h, d, s) = (n_kv_heads, head_dim, max_seq);
+    reference::attention::check_kv_write(cache.len(), new.len(), batch, new_len, h, d, s, start);
     if d == 0 {
         return;
     }
