@@ -332,3 +332,45 @@ fn bad_inputs_and_bad_graphs_are_errors() {
         .unwrap();
     assert_eq!(exec.read(&mut backend, "e").unwrap().dims(), &[1, 4, 3]);
 }
+
+/// Compiling a graph packs the weights of its matmuls (on CPUs with the packed kernels), so
+/// its first run does not; a second graph over the same weights packs nothing more, and the
+/// reference kernels pack nothing.
+#[test]
+fn compiling_a_graph_packs_its_matmul_weights() {
+    let (n, k) = (70, 33);
+    let mut rng = Rng::new(12);
+    let w: Vec<half::bf16> = rng
+        .vec(n * k, -1.0, 1.0)
+        .into_iter()
+        .map(half::bf16::from_f32)
+        .collect();
+    let w = Tensor::from_slice(&w, [n, k]).unwrap();
+    let graph = |m: usize| {
+        let mut g = GraphBuilder::new();
+        let x = g.input("x", DType::F32, [m, k]).unwrap();
+        let wi = g.weight("proj.weight", w.clone()).unwrap();
+        let y = g.matmul(x, wi, None).unwrap();
+        g.output("y", y).unwrap();
+        g.build()
+    };
+    let mut backend = CpuBackend::new();
+    assert_eq!(backend.packed_weight_bytes(), 0);
+    let _prefill = Executor::new(&mut backend, graph(20), ExecutorOptions::default()).unwrap();
+    let packed = backend.packed_weight_bytes();
+    if backend.kernels_isa() == iris_runtime::backend::cpu::Isa::Avx512 {
+        // 3 groups of 32 columns x 34 (k rounded up to even) bf16.
+        assert_eq!(packed, 3 * 32 * 34 * 2);
+    } else {
+        eprintln!(
+            "no packed kernels at {}: nothing packed",
+            backend.kernels_isa()
+        );
+        assert_eq!(packed, 0);
+    }
+    let _decode = Executor::new(&mut backend, graph(1), ExecutorOptions::default()).unwrap();
+    assert_eq!(backend.packed_weight_bytes(), packed);
+    let mut reference = CpuBackend::reference();
+    let _exec = Executor::new(&mut reference, graph(20), ExecutorOptions::default()).unwrap();
+    assert_eq!(reference.packed_weight_bytes(), 0);
+}

@@ -74,6 +74,13 @@ pub trait Backend {
         )
     }
 
+    /// Gets ready to run `op` on these operands, once, when a graph is compiled: the CPU
+    /// backend packs the weight a matmul reads, which would otherwise happen in its first
+    /// run (the first prompt's time). Default: nothing.
+    fn prepare(&mut self, _op: &Op, _inputs: &[Operand<Self::Slot>]) -> Result<()> {
+        Ok(())
+    }
+
     /// Runs one op. Unsupported op/dtype combinations return `Error::Unsupported`.
     fn execute(
         &mut self,

@@ -115,6 +115,9 @@ impl<B: Backend> Executor<B> {
                 output: operand(node.output, &slots),
             })
             .collect();
+        for step in &steps {
+            backend.prepare(&graph.nodes[step.node].op, &step.inputs)?;
+        }
         let written = vec![false; graph.values.len()];
         let profile = profile::requested().then(|| OpProfile::new(step_labels(&graph, &steps)));
         Ok(Executor {

@@ -138,12 +138,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let generation = args.generation_config(model.eos_token_ids.clone());
 
     let mut stream = TokenStream::new(&tokenizer, args.json);
+    // The session's setup (graph compilation, weight packing) counts as load.
+    let setup_ms: f64;
     let output: GenerationOutput = with_backend!(args.device, |backend| {
+        let setup = Instant::now();
         let mut session =
             TextSession::with_kv_cache(model.model.clone(), backend, context, kv_cache)?;
+        setup_ms = setup.elapsed().as_secs_f64() * 1e3;
         session.generate(&prompt_ids, &generation, |token| stream.push(token))?
     });
-    stream.finish(&output, prompt_ids.len(), load_ms, None)?;
+    stream.finish(&output, prompt_ids.len(), load_ms + setup_ms, None)?;
     Ok(())
 }
 

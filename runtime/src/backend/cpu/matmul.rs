@@ -45,6 +45,15 @@ pub(super) fn matmul(
     }
 }
 
+/// Packs `w` (`[n, k]`, viewed by `w_slot`) as the first `matmul` over it would.
+pub(super) fn prepare(isa: Isa, w: WeightSlice, w_slot: &CpuSlot, (n, k): (usize, usize)) {
+    if packed::PackedWeights::supported(isa) {
+        if let Some(buffer) = whole_weight(w_slot) {
+            buffer.packed(w, n, k);
+        }
+    }
+}
+
 /// The weight `w_slot` reads in place, when the slot is the whole of it (not a view of part
 /// of one, not a copy).
 fn whole_weight(w_slot: &CpuSlot) -> Option<&WeightBuffer> {

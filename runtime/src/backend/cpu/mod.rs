@@ -142,6 +142,18 @@ impl CpuBackend {
         self.kernels
     }
 
+    /// Bytes held in packed copies of weights (the packed GEMM / GEMV's layout, made when a
+    /// graph that reads the weight is compiled), beside the weights read in place.
+    pub fn packed_weight_bytes(&self) -> usize {
+        self.weights
+            .values()
+            .map(|buffer| match &**buffer {
+                CpuBuffer::Weight(w) => w.packed_bytes(),
+                CpuBuffer::Owned(_) => 0,
+            })
+            .sum()
+    }
+
     /// The ISA level of the fast kernels (`Scalar` for the reference set).
     pub fn kernels_isa(&self) -> Isa {
         match self.kernels {
@@ -249,6 +261,10 @@ impl Backend for CpuBackend {
         // SAFETY: the slot covers `out.len()` valid bytes and no kernel is writing while we read.
         unsafe { std::ptr::copy_nonoverlapping(slot.ptr(), out.as_mut_ptr(), out.len()) };
         Ok(())
+    }
+
+    fn prepare(&mut self, op: &Op, inputs: &[Operand<CpuSlot>]) -> Result<()> {
+        ops::prepare(self.kernels, op, inputs)
     }
 
     fn execute(

@@ -93,6 +93,17 @@ fn dims(o: &CpuOperand) -> &[usize] {
     o.shape.dims()
 }
 
+/// Work done once before a graph's first run: packing the weights of its matmuls.
+pub(super) fn prepare(kernels: CpuKernels, op: &Op, inputs: &[CpuOperand]) -> Result<()> {
+    if let (CpuKernels::Fast(isa), Op::MatMul { .. }) = (kernels, op) {
+        let (n, k) = (dims(&inputs[1])[0], dims(&inputs[1])[1]);
+        // SAFETY: the executor compiling the graph holds every operand's slot alive.
+        let w = unsafe { weight_view(&inputs[1])? };
+        super::matmul::prepare(isa, w, &inputs[1].slot, (n, k));
+    }
+    Ok(())
+}
+
 pub(super) fn execute(
     kernels: CpuKernels,
     op: &Op,

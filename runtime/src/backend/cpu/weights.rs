@@ -26,6 +26,14 @@ impl WeightBuffer {
         }
     }
 
+    /// Bytes of the packed copy (0 while there is none).
+    pub(super) fn packed_bytes(&self) -> usize {
+        self.packed
+            .get()
+            .and_then(|p| p.as_ref())
+            .map_or(0, |p| p.bytes())
+    }
+
     /// The packed copy of this weight read as `[n, k]` from `w` (a view of the whole
     /// weight), packed now if this is the first request; `None` where the packed kernels do
     /// not take the dtype.
