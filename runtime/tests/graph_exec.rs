@@ -358,7 +358,8 @@ fn compiling_a_graph_packs_its_matmul_weights() {
     assert_eq!(backend.packed_weight_bytes(), 0);
     let _prefill = Executor::new(&mut backend, graph(20), ExecutorOptions::default()).unwrap();
     let packed = backend.packed_weight_bytes();
-    if backend.kernels_isa() == iris_runtime::backend::cpu::Isa::Avx512 {
+    let isa = backend.kernels_isa();
+    if iris_kernels::cpu::gemm::packed::PackedWeights::supported(isa) {
         // 3 groups of 32 columns x 34 (k rounded up to even) bf16.
         assert_eq!(packed, 3 * 32 * 34 * 2);
     } else {

@@ -279,17 +279,19 @@ pub fn bench_matmul(
 }
 
 /// Times the GEMM (or, for `m <= 4`, the GEMV) over weights packed once (`gemm::packed`,
-/// AVX-512: the runtime's path) with f32 or bf16 weights at `precision`; `None` where the CPU
-/// or the weights do not allow it (and for bf16 dot at GEMV sizes, which have none).
+/// AVX-512 or AVX2: the runtime's path) with f32 or bf16 weights at `precision`; `None`
+/// where the CPU or the weights do not allow it (and for bf16 dot at GEMV sizes, which have
+/// none).
 #[cfg(target_arch = "x86_64")]
 pub fn bench_matmul_packed(
+    isa: Isa,
     (m, n, k): (usize, usize, usize),
     bf16_weights: bool,
     precision: gemm::packed::Precision,
     runs: usize,
 ) -> Option<Measurement> {
     use gemm::packed::{PackedWeights, Precision};
-    if !PackedWeights::supported(Isa::Avx512) {
+    if !PackedWeights::supported(isa) || (precision != Precision::F32 && isa != Isa::Avx512) {
         return None;
     }
     let mut rng = Rng::new(1);
@@ -312,9 +314,9 @@ pub fn bench_matmul_packed(
     }
     let median_s = median_time(runs, || {
         if gemv {
-            gemm::packed_gemv::gemv(&a, &packed, None, m, &mut out)
+            gemm::packed_gemv::gemv(isa, &a, &packed, None, m, &mut out)
         } else {
-            gemm::packed::gemm(&a, &packed, &[], m, precision, &mut out)
+            gemm::packed::gemm(isa, &a, &packed, &[], m, precision, &mut out)
         }
     });
     Some(Measurement {
@@ -395,14 +397,14 @@ pub fn suite(isa: Isa, runs: usize) -> Vec<Measurement> {
             rows.push(bench_matmul(isa, shape, bf, runs));
         }
         #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx512 {
+        if gemm::packed::PackedWeights::supported(isa) {
             use gemm::packed::Precision;
             for (bf, precision) in [
                 (false, Precision::F32),
                 (true, Precision::F32),
                 (true, Precision::Bf16Dot),
             ] {
-                rows.extend(bench_matmul_packed(shape, bf, precision, runs));
+                rows.extend(bench_matmul_packed(isa, shape, bf, precision, runs));
             }
         }
     }

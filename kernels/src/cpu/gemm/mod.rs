@@ -35,9 +35,13 @@ pub mod bf16_dot;
 #[cfg(target_arch = "x86_64")]
 pub mod packed;
 #[cfg(target_arch = "x86_64")]
+mod packed_avx2;
+#[cfg(target_arch = "x86_64")]
 mod packed_avx512;
 #[cfg(target_arch = "x86_64")]
 pub mod packed_gemv;
+#[cfg(target_arch = "x86_64")]
+mod packed_gemv_avx2;
 mod scalar;
 
 use rayon::prelude::*;
@@ -134,7 +138,8 @@ pub fn gemm(
         if bf16_dot::enabled() {
             // Callers without a packed copy (the runtime keeps one per weight) pack here.
             let packed = packed::PackedWeights::pack(w, n, k).expect("bf16 weights pack");
-            return packed::gemm(a, &packed, &bias_f32, m, packed::Precision::Bf16Dot, out);
+            let dot = packed::Precision::Bf16Dot;
+            return packed::gemm(isa, a, &packed, &bias_f32, m, dot, out);
         }
     }
     let micro = match isa {

@@ -1,10 +1,13 @@
-//! GEMM over weights packed once (AVX-512): `out[m, n] = a[m, k] @ w[n, k]^T + bias[n]`, the
-//! contract of `cpu::reference::matmul`, for prefill and vision shapes.
+//! GEMM over weights packed once (AVX-512; AVX2 in `packed_avx2.rs`): `out[m, n] = a[m, k] @
+//! w[n, k]^T + bias[n]`, the contract of `cpu::reference::matmul`, for prefill and vision
+//! shapes.
 //!
 //! The per-call path in `mod.rs` re-packs (and widens) the whole weight on every call, which
-//! cost a quarter of a prefill. Here [`PackedWeights::pack`] lays a weight out once, at its
-//! first use, in the order the micro-kernel reads it; the runtime keeps it beside the
-//! mapped file. Layout: columns (rows of `w`) in groups of `NR` = 32, each group `[k][32]`
+//! cost a quarter of a prefill. Here [`PackedWeights::pack`] lays a weight out once, when
+//! the runtime compiles a graph that reads it, in the order the micro-kernels read it; the
+//! runtime keeps it beside the mapped file. The AVX2 kernels take the same layout, each
+//! 12 x 32 tile as four 6 x 16 register tiles (at 85% of this machine's AVX2 FMA peak at
+//! 512x576x576, `iris bench kernels --isa avx2`). Layout: columns (rows of `w`) in groups of `NR` = 32, each group `[k][32]`
 //! (f32, or f16 widened by `vcvtph2ps` in the kernel) or `[k/2][32][2]` bf16 pairs (k padded
 //! to even with zeros), zeros past `n`.
 //! The bf16 pair order serves both kernels: the FMA kernel splits a pair into two f32
@@ -40,6 +43,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::packed_avx2 as avx2;
 use super::packed_avx512 as simd;
 use crate::cpu::isa::{CpuFeatures, Isa};
 use crate::cpu::simd::SendPtr;
@@ -114,9 +118,9 @@ pub enum Precision {
 }
 
 impl PackedWeights {
-    /// Whether this CPU runs the packed GEMM (the AVX-512 level).
+    /// Whether the packed GEMM and GEMV run at `isa` on this CPU (AVX-512 or AVX2).
     pub fn supported(isa: Isa) -> bool {
-        isa == Isa::Avx512 && isa.is_supported()
+        matches!(isa, Isa::Avx512 | Isa::Avx2) && isa.is_supported()
     }
 
     /// Packs `w` (`n * k` elements, row-major `[n, k]`), f32, bf16 or f16. (`Option` for
@@ -177,10 +181,13 @@ impl PackedWeights {
     }
 }
 
-/// `out = a @ w^T + bias` over packed weights. `bias` is `n` f32 values or empty.
-/// Panics if the CPU lacks AVX-512 (or AVX512-BF16 for [`Precision::Bf16Dot`]), if the
-/// precision does not fit the weights, or if the slice lengths disagree with the sizes.
+/// `out = a @ w^T + bias` over packed weights with the kernels of `isa`. `bias` is `n` f32
+/// values or empty. Panics unless [`PackedWeights::supported`]`(isa)` (and, for
+/// [`Precision::Bf16Dot`], AVX-512 with AVX512-BF16), if the precision does not fit the
+/// weights, or if the slice lengths disagree with the sizes.
+#[allow(clippy::too_many_arguments)] // the matmul contract plus the ISA and precision
 pub fn gemm(
+    isa: Isa,
     a: &[f32],
     w: &PackedWeights,
     bias: &[f32],
@@ -190,12 +197,12 @@ pub fn gemm(
 ) {
     let (n, k) = (w.n, w.k);
     assert!(
-        PackedWeights::supported(Isa::Avx512),
-        "packed GEMM needs AVX-512"
+        PackedWeights::supported(isa),
+        "packed GEMM needs AVX-512 or AVX2, not {isa}"
     );
     assert!(
-        w.allows(precision),
-        "packed GEMM: {precision:?} unavailable"
+        w.allows(precision) && (precision == Precision::F32 || isa == Isa::Avx512),
+        "packed GEMM: {precision:?} unavailable at {isa}"
     );
     assert_eq!(a.len(), m * k, "packed GEMM: a must be [m = {m}, k = {k}]");
     assert_eq!(
@@ -233,11 +240,12 @@ pub fn gemm(
         bias,
         row_panels,
         out: out_ptr,
+        kernels: Kernels::at(isa),
     };
     match (&w.data, precision) {
         (PackedData::F32(wd), _) => with_packed_a(a, m, k, |apack| {
             (0..row_tiles * col_tiles).into_par_iter().for_each(|t| {
-                // SAFETY: AVX-512 asserted above; tiles are disjoint (see `Job::tile`).
+                // SAFETY: the ISA asserted above; tiles are disjoint (see `Job::tile`).
                 unsafe { job.tile(t, col_tiles, apack, KernelKind::F32(wd)) }
             })
         }),
@@ -272,6 +280,32 @@ enum KernelKind<'a> {
     F16(&'a [u16]),
 }
 
+/// The micro-kernels of one ISA level (all take the same packed operands).
+struct Kernels {
+    f32: unsafe fn(usize, *const f32, *const f32, &simd::Dst),
+    f16: unsafe fn(usize, *const f32, *const u16, &simd::Dst),
+    bf16: unsafe fn(usize, *const f32, *const u16, &simd::Dst),
+}
+
+impl Kernels {
+    /// The kernels of `isa` (AVX-512, else AVX2).
+    fn at(isa: Isa) -> Self {
+        if isa == Isa::Avx512 {
+            Kernels {
+                f32: simd::tile_f32,
+                f16: simd::tile_f16,
+                bf16: simd::tile_bf16,
+            }
+        } else {
+            Kernels {
+                f32: avx2::tile_f32,
+                f16: avx2::tile_f16,
+                bf16: avx2::tile_bf16,
+            }
+        }
+    }
+}
+
 struct Job<'a> {
     m: usize,
     n: usize,
@@ -280,14 +314,16 @@ struct Job<'a> {
     /// `a` panels per parallel tile.
     row_panels: usize,
     out: SendPtr,
+    kernels: Kernels,
 }
 
 impl Job<'_> {
     /// Runs parallel tile `t`: its row panels x column groups, over every `k` block.
     ///
     /// # Safety
-    /// AVX-512 supported; `apack` is `a` packed as `[panel][kp][MR]` (kp = k, or k rounded up
-    /// to even for bf16 weights); each tile writes only its own rows x columns of `out`.
+    /// The CPU supports the ISA of `self.kernels`; `apack` is `a` packed as `[panel][kp][MR]`
+    /// (kp = k, or k rounded up to even for bf16 weights); each tile writes only its own rows
+    /// x columns of `out`.
     unsafe fn tile(&self, t: usize, col_tiles: usize, apack: &[f32], kind: KernelKind) {
         let (rt, ct) = (t / col_tiles, t % col_tiles);
         let kp = match kind {
@@ -309,15 +345,16 @@ impl Job<'_> {
                     // SAFETY: a holds kc * MR floats from here; w kc * NR elements of this
                     // group from k0; dst as `Job::dst` (disjoint per tile).
                     unsafe {
+                        let kernels = &self.kernels;
                         match kind {
                             KernelKind::F32(w) => {
-                                simd::tile_f32(kc, a, w[(g * self.k + k0) * NR..].as_ptr(), &dst)
+                                (kernels.f32)(kc, a, w[(g * self.k + k0) * NR..].as_ptr(), &dst)
                             }
                             KernelKind::Bf16Fma(w) => {
-                                simd::tile_bf16(kc / 2, a, w[(g * kp + k0) * NR..].as_ptr(), &dst)
+                                (kernels.bf16)(kc / 2, a, w[(g * kp + k0) * NR..].as_ptr(), &dst)
                             }
                             KernelKind::F16(w) => {
-                                simd::tile_f16(kc, a, w[(g * self.k + k0) * NR..].as_ptr(), &dst)
+                                (kernels.f16)(kc, a, w[(g * self.k + k0) * NR..].as_ptr(), &dst)
                             }
                         }
                     }
@@ -470,6 +507,7 @@ mod tests {
         let packed = PackedWeights::pack(WeightSlice::BF16(&w), n, k).expect("pack");
         let mut out = vec![0.0; m * n];
         gemm(
+            Isa::Avx512,
             &vec![f32::NAN; m * k],
             &packed,
             &[],
@@ -485,22 +523,41 @@ mod tests {
         let mut want = vec![0.0; m * n];
         reference::matmul(&ar, WeightSlice::BF16(&w), None, m, n, k, &mut want);
         let mut got = vec![f32::NAN; m * n];
-        gemm(&a, &packed, &[], m, Precision::Bf16Dot, &mut got);
+        gemm(
+            Isa::Avx512,
+            &a,
+            &packed,
+            &[],
+            m,
+            Precision::Bf16Dot,
+            &mut got,
+        );
         assert_nmse("bf16 dot after a NaN call", &got, &want, NMSE_F32_REDUCTION);
     }
 
+    /// The levels with packed kernels on this CPU.
+    fn packed_isas() -> Vec<Isa> {
+        [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .filter(|&isa| PackedWeights::supported(isa))
+            .collect()
+    }
+
     /// Odd sizes across the tile edges (12-row panels, 32-column groups, 96 x 128 parallel
-    /// tiles, 256/512-deep k blocks), f32, bf16 and f16 weights, with and without bias.
+    /// tiles, 256/512-deep k blocks; AVX2's 6 x 16 register tiles), f32, bf16 and f16
+    /// weights, with and without bias, at every level with packed kernels.
     #[test]
     fn packed_gemm_matches_reference() {
-        if !PackedWeights::supported(Isa::Avx512) {
-            eprintln!("skipped: no AVX-512");
+        let isas = packed_isas();
+        if isas.is_empty() {
+            eprintln!("skipped: neither AVX-512 nor AVX2");
             return;
         }
         let mut rng = Rng::new(131);
         let dot = CpuFeatures::detect().avx512_bf16;
         for (m, n, k) in [
             (5, 1, 1),
+            (7, 17, 3),
             (13, 33, 7),
             (12, 32, 64),
             (67, 130, 577),
@@ -527,21 +584,23 @@ mod tests {
                 let bs = with_bias.then_some(WeightSlice::F32(&bias));
                 let mut want = vec![0.0; m * n];
                 reference::matmul(&a, w, bs, m, n, k, &mut want);
-                let mut got = vec![f32::NAN; m * n];
-                gemm(&a, &packed, b, m, Precision::F32, &mut got);
                 let dtype = match w {
                     WeightSlice::F32(_) => "f32",
                     WeightSlice::BF16(_) => "bf16",
                     WeightSlice::F16(_) => "f16",
                 };
                 let what = format!("packed {m}x{n}x{k} {dtype} bias={with_bias}");
-                assert_nmse(&what, &got, &want, NMSE_F32_REDUCTION);
+                for &isa in &isas {
+                    let mut got = vec![f32::NAN; m * n];
+                    gemm(isa, &a, &packed, b, m, Precision::F32, &mut got);
+                    assert_nmse(&format!("{what} {isa}"), &got, &want, NMSE_F32_REDUCTION);
+                }
                 if dot && packed.allows(Precision::Bf16Dot) {
                     // bf16 compute: exact against the reference fed bf16-rounded activations.
                     let ar: Vec<f32> = a.iter().map(|&x| bf16::from_f32(x).to_f32()).collect();
                     reference::matmul(&ar, w, bs, m, n, k, &mut want);
                     let mut got = vec![f32::NAN; m * n];
-                    gemm(&a, &packed, b, m, Precision::Bf16Dot, &mut got);
+                    gemm(Isa::Avx512, &a, &packed, b, m, Precision::Bf16Dot, &mut got);
                     assert_nmse(&format!("{what} dot"), &got, &want, NMSE_F32_REDUCTION);
                 }
             }
@@ -550,12 +609,19 @@ mod tests {
 
     #[test]
     fn k_zero_gives_bias() {
-        if !PackedWeights::supported(Isa::Avx512) {
-            return;
+        for isa in packed_isas() {
+            let packed = PackedWeights::pack(WeightSlice::F32(&[]), 3, 0).expect("pack");
+            let mut out = vec![f32::NAN; 6];
+            gemm(
+                isa,
+                &[],
+                &packed,
+                &[1.0, 2.0, 3.0],
+                2,
+                Precision::F32,
+                &mut out,
+            );
+            assert_eq!(out, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0], "{isa}");
         }
-        let packed = PackedWeights::pack(WeightSlice::F32(&[]), 3, 0).expect("pack");
-        let mut out = vec![f32::NAN; 6];
-        gemm(&[], &packed, &[1.0, 2.0, 3.0], 2, Precision::F32, &mut out);
-        assert_eq!(out, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
     }
 }

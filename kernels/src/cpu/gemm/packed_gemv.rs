@@ -1,4 +1,4 @@
-//! GEMV over packed weights (AVX-512), for decode (`m <= 4`): `out[m, n] = x[m, k] @ w[n, k]^T
+//! GEMV over packed weights (AVX-512; AVX2 in `packed_gemv_avx2.rs`), for decode (`m <= 4`): `out[m, n] = x[m, k] @ w[n, k]^T
 //! + bias[n]` reading the copy `PackedWeights::pack` made for the prefill GEMM, so a weight
 //! used by both is resident once (the original mapped pages are not touched again) and is
 //! streamed linearly: each group of 32 columns is one contiguous run of `k x 32` values.
@@ -14,6 +14,7 @@
 use std::arch::x86_64::*;
 
 use super::packed::{PackedData, PackedWeights, NR};
+use super::packed_gemv_avx2 as avx2;
 use crate::cpu::isa::Isa;
 use crate::cpu::simd::SendPtr;
 use crate::cpu::team;
@@ -26,13 +27,20 @@ const PAR_MIN_MACS: usize = 1 << 16;
 /// Most column groups per parallel task.
 const GROUPS_PER_TASK: usize = 4;
 
-/// `out = x @ w^T + bias` for `m <= MAX_M` rows. Panics without AVX-512 or if the sizes
-/// disagree.
-pub fn gemv(x: &[f32], w: &PackedWeights, bias: Option<WeightSlice>, m: usize, out: &mut [f32]) {
+/// `out = x @ w^T + bias` for `m <= MAX_M` rows with the kernels of `isa`. Panics unless
+/// [`PackedWeights::supported`]`(isa)`, or if the sizes disagree.
+pub fn gemv(
+    isa: Isa,
+    x: &[f32],
+    w: &PackedWeights,
+    bias: Option<WeightSlice>,
+    m: usize,
+    out: &mut [f32],
+) {
     let (n, k) = (w.rows(), w.cols());
     assert!(
-        PackedWeights::supported(Isa::Avx512),
-        "packed GEMV needs AVX-512"
+        PackedWeights::supported(isa),
+        "packed GEMV needs AVX-512 or AVX2, not {isa}"
     );
     assert!(m <= MAX_M, "packed GEMV: m = {m} > {MAX_M}");
     assert_eq!(x.len(), m * k, "packed GEMV: x must be [m = {m}, k = {k}]");
@@ -69,13 +77,20 @@ pub fn gemv(x: &[f32], w: &PackedWeights, bias: Option<WeightSlice>, m: usize, o
             out: out_ptr.get().wrapping_add(g * NR),
             ld: n,
         };
-        // SAFETY: AVX-512 asserted above; the group's packed data is `k x 32` (f32) or
+        // SAFETY: the ISA asserted above; the group's packed data is `k x 32` (f32) or
         // `k2 x 32 x 2` (bf16) values from its start.
         unsafe {
-            match &w.data {
-                PackedData::F32(d) => job.run_f32(d[g * k * NR..].as_ptr()),
-                PackedData::Bf16(d) => job.run_bf16(d[g * k.div_ceil(2) * 2 * NR..].as_ptr()),
-                PackedData::F16(d) => job.run_f16(d[g * k * NR..].as_ptr()),
+            match (&w.data, isa) {
+                (PackedData::F32(d), Isa::Avx512) => job.run_f32(d[g * k * NR..].as_ptr()),
+                (PackedData::Bf16(d), Isa::Avx512) => {
+                    job.run_bf16(d[g * k.div_ceil(2) * 2 * NR..].as_ptr())
+                }
+                (PackedData::F16(d), Isa::Avx512) => job.run_f16(d[g * k * NR..].as_ptr()),
+                (PackedData::F32(d), _) => avx2::run_f32(&job, d[g * k * NR..].as_ptr()),
+                (PackedData::Bf16(d), _) => {
+                    avx2::run_bf16(&job, d[g * k.div_ceil(2) * 2 * NR..].as_ptr())
+                }
+                (PackedData::F16(d), _) => avx2::run_f16(&job, d[g * k * NR..].as_ptr()),
             }
         }
     };
@@ -128,14 +143,14 @@ macro_rules! gemv_rows {
 }
 
 /// One group of 32 columns.
-struct Group<'a> {
-    x: &'a [f32],
-    m: usize,
-    k: usize,
-    bias: &'a [f32; NR],
-    cols: usize,
-    out: *mut f32,
-    ld: usize,
+pub(super) struct Group<'a> {
+    pub x: &'a [f32],
+    pub m: usize,
+    pub k: usize,
+    pub bias: &'a [f32; NR],
+    pub cols: usize,
+    pub out: *mut f32,
+    pub ld: usize,
 }
 
 type Acc = [[__m512; 4]; MAX_M];
@@ -236,8 +251,12 @@ mod tests {
 
     #[test]
     fn packed_gemv_matches_reference() {
-        if !PackedWeights::supported(Isa::Avx512) {
-            eprintln!("skipped: no AVX-512");
+        let isas: Vec<Isa> = [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .filter(|&isa| PackedWeights::supported(isa))
+            .collect();
+        if isas.is_empty() {
+            eprintln!("skipped: neither AVX-512 nor AVX2");
             return;
         }
         let mut rng = Rng::new(151);
@@ -269,15 +288,18 @@ mod tests {
                     let b = with_bias.then_some(WeightSlice::BF16(&bias));
                     let mut want = vec![0.0; m * n];
                     reference::matmul(&x, w, b, m, n, k, &mut want);
-                    let mut got = vec![f32::NAN; m * n];
-                    gemv(&x, &packed, b, m, &mut got);
                     let dtype = match w {
                         WeightSlice::F32(_) => "f32",
                         WeightSlice::BF16(_) => "bf16",
                         WeightSlice::F16(_) => "f16",
                     };
-                    let what = format!("packed gemv {m}x{n}x{k} {dtype} bias={with_bias}");
-                    assert_nmse(&what, &got, &want, NMSE_F32_REDUCTION);
+                    for &isa in &isas {
+                        let mut got = vec![f32::NAN; m * n];
+                        gemv(isa, &x, &packed, b, m, &mut got);
+                        let what =
+                            format!("packed gemv {isa} {m}x{n}x{k} {dtype} bias={with_bias}");
+                        assert_nmse(&what, &got, &want, NMSE_F32_REDUCTION);
+                    }
                 }
             }
         }

@@ -1,7 +1,7 @@
-//! The fast CPU matmul: on AVX-512, the packed GEMM for prefill and vision shapes and the
-//! packed GEMV for decode, both over one copy of each weight packed at its first matmul (see
-//! `weights.rs`); the per-call GEMM / GEMV of `iris_kernels::cpu::gemm` otherwise (AVX2,
-//! weights that are views of part of a tensor).
+//! The fast CPU matmul: on AVX-512 and AVX2, the packed GEMM for prefill and vision shapes
+//! and the packed GEMV for decode, both over one copy of each weight packed when a graph
+//! reading it is compiled (see `weights.rs`); the per-call GEMM / GEMV of
+//! `iris_kernels::cpu::gemm` otherwise (scalar, weights that are views of part of a tensor).
 
 use iris_kernels::cpu::gemm::{self, bf16_dot, packed, packed_gemv};
 use iris_kernels::cpu::isa::Isa;
@@ -29,9 +29,10 @@ pub(super) fn matmul(
         return gemm::matmul(isa, x, w, bias, m, n, k, out);
     };
     if m <= packed_gemv::MAX_M {
-        packed_gemv::gemv(x, p, bias, m, out)
+        packed_gemv::gemv(isa, x, p, bias, m, out)
     } else {
-        let precision = if bf16_dot::enabled() && p.allows(packed::Precision::Bf16Dot) {
+        let dot = isa == Isa::Avx512 && bf16_dot::enabled();
+        let precision = if dot && p.allows(packed::Precision::Bf16Dot) {
             packed::Precision::Bf16Dot
         } else {
             packed::Precision::F32
@@ -41,7 +42,7 @@ pub(super) fn matmul(
             bias_f32.resize(n, 0.0);
             widen_into(isa, b, 0, &mut bias_f32);
         }
-        packed::gemm(x, p, &bias_f32, m, precision, out)
+        packed::gemm(isa, x, p, &bias_f32, m, precision, out)
     }
 }
 
