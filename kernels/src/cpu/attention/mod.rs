@@ -9,9 +9,8 @@
 //!   the block's values are added with SIMD axpys. Rayon splits over (batch, head, chunk of
 //!   `Q_CHUNK` queries).
 //!
-//! K/V are read in place (bthd projections or the bhsd cache), f32 or an f16 cache: split-KV
-//! and the per-row kernel widen f16 as they load it; the tiled kernel takes f32, so f16 K/V
-//! are widened into scratch first. Timings: BENCHMARKS.md.
+//! K/V are read in place (bthd projections or the bhsd cache), f32 or an f16 cache that every
+//! kernel widens as it loads (the tiled kernel as it packs `K`). Timings: BENCHMARKS.md.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -32,8 +31,6 @@ use crate::cpu::isa::Isa;
 use crate::cpu::kv_element::KvElement;
 use crate::cpu::reference::attention::check_operands;
 use crate::cpu::reference::{AttentionParams, KvStrides};
-#[cfg(target_arch = "x86_64")]
-use crate::cpu::rowops::scratch;
 use crate::cpu::simd::SendPtr;
 
 /// Keys per online-softmax block.
@@ -149,42 +146,9 @@ pub fn attention<T: KvElement>(
         if p.q_len < tiled::MIN_Q_LEN {
             return split_kv::attention(q, k, v, kv, mask, p, out);
         }
-        // The tiled kernel reads f32 only: f16 K/V are widened first, `kv_len` rows against
-        // its `q_len kv_len` work.
-        return match T::as_f32(k).zip(T::as_f32(v)) {
-            Some((k, v)) => tiled::attention(q, k, v, kv, mask, p, out),
-            None => widened(k, v, kv, p, |k, v, kv| {
-                tiled::attention(q, k, v, kv, mask, p, out)
-            }),
-        };
+        return tiled::attention(q, k, v, kv, mask, p, out);
     }
     per_row(isa, q, k, v, kv, mask, p, out)
-}
-
-/// Runs `f` on the keys and values visible to `p`, widened to f32 in the calling thread's
-/// scratch, laid out `[B, H, kv_len, D]`.
-#[cfg(target_arch = "x86_64")]
-fn widened<T: KvElement>(
-    k: &[T],
-    v: &[T],
-    kv: KvStrides,
-    p: &AttentionParams,
-    f: impl FnOnce(&[f32], &[f32], KvStrides),
-) {
-    let (n_kv, kv_len, d) = (p.batch * p.n_kv_heads, p.kv_len, p.head_dim);
-    let len = n_kv * kv_len * d;
-    scratch::with_f32(2 * len, |wide| {
-        let (kw, vw) = wide.split_at_mut(len);
-        for (src, dst) in [(k, &mut *kw), (v, &mut *vw)] {
-            for (head, dst) in dst.chunks_exact_mut(kv_len * d).enumerate() {
-                let base = head / p.n_kv_heads * kv.batch + head % p.n_kv_heads * kv.head;
-                for (j, dst) in dst.chunks_exact_mut(d).enumerate() {
-                    T::load_row(&src[base + j * kv.pos..][..d], dst);
-                }
-            }
-        }
-        f(kw, vw, KvStrides::bhsd(kv_len, p.n_kv_heads, d))
-    })
 }
 
 /// The per-row kernel (AVX2 and scalar), past the operand checks.

@@ -23,6 +23,7 @@
 use rayon::prelude::*;
 
 use super::tiled_avx512 as simd;
+use crate::cpu::kv_element::KvElement;
 use crate::cpu::reference::{AttentionParams, KvStrides};
 use crate::cpu::simd::SendPtr;
 
@@ -42,10 +43,10 @@ pub(super) struct RowState {
 /// `out = attention(q, k, v)` with the tiled kernel. The caller checked the operands
 /// (`check_operands`) and that the CPU has the AVX-512 level.
 #[allow(clippy::too_many_arguments)] // the reference's operands
-pub(super) fn attention(
+pub(super) fn attention<T: KvElement>(
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: &[T],
+    v: &[T],
     kv: KvStrides,
     mask: Option<&[f32]>,
     p: &AttentionParams,
@@ -112,10 +113,10 @@ impl TileScratch {
 }
 
 /// One tile's inputs.
-struct Tile<'a, F: Fn(usize) -> usize> {
+struct Tile<'a, T, F: Fn(usize) -> usize> {
     q: &'a [f32],
     /// Values of this (batch, kv head): key `j` at `j * v_pos`.
-    v: &'a [f32],
+    v: &'a [T],
     v_pos: usize,
     /// Packed keys of this (batch, kv head): `[block][d][KB]`.
     kt: &'a [f32],
@@ -131,7 +132,11 @@ struct Tile<'a, F: Fn(usize) -> usize> {
 /// # Safety
 /// The CPU has the AVX-512 level; `out` is valid for writes at `q_off(r)..q_off(r) + d` for
 /// every row of the tile, and no other thread writes those elements.
-unsafe fn run_tile<F: Fn(usize) -> usize>(job: &Tile<F>, s: &mut TileScratch, out: SendPtr) {
+unsafe fn run_tile<T: KvElement, F: Fn(usize) -> usize>(
+    job: &Tile<T, F>,
+    s: &mut TileScratch,
+    out: SendPtr,
+) {
     let p = job.params;
     let d = p.head_dim;
     let mut seen = [0usize; QB];
@@ -211,8 +216,8 @@ unsafe fn run_tile<F: Fn(usize) -> usize>(job: &Tile<F>, s: &mut TileScratch, ou
 
 /// `K` of every (batch, kv head) transposed into zero-padded blocks:
 /// `kt[((b * n_kv_heads + h) * blocks + block) * d * KB + c * KB + j] = k[key block * KB + j, c]`.
-fn pack_keys(
-    k: &[f32],
+fn pack_keys<T: KvElement>(
+    k: &[T],
     kv: KvStrides,
     batch: usize,
     n_kv_heads: usize,
@@ -230,7 +235,7 @@ fn pack_keys(
             for j in 0..KB.min(kv_len - block * KB) {
                 let key = &k[base + (block * KB + j) * kv.pos..][..d];
                 for (c, &x) in key.iter().enumerate() {
-                    dst[c * KB + j] = x;
+                    dst[c * KB + j] = x.to_f32();
                 }
             }
         });

@@ -7,6 +7,7 @@
 use std::arch::x86_64::*;
 
 use super::tiled::{KB, QB};
+use crate::cpu::kv_element::KvElement;
 use crate::cpu::rowops::avx512::exp16;
 
 /// `scores[r * KB + j] = sum_c q_pack[c * QB + r] * kt[c * KB + j]` for the whole tile.
@@ -104,11 +105,11 @@ fn lane_mask(keys: usize, from: usize) -> __mmask16 {
 /// `j < keys`; `probs` holds `QB * KB` floats, `acc` `QB * d`.
 #[allow(clippy::too_many_arguments)] // the tile's sizes, values and softmax state
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-pub(super) unsafe fn accumulate_pv(
+pub(super) unsafe fn accumulate_pv<T: KvElement>(
     d: usize,
     rows: usize,
     keys: usize,
-    v: *const f32,
+    v: *const T,
     v_pos: usize,
     probs: &[f32; QB * KB],
     corr: &[f32; QB],
@@ -142,17 +143,17 @@ pub(super) unsafe fn accumulate_pv(
 }
 
 /// 4 rows x `NV` vectors of accumulators of [`accumulate_pv`].
-struct PvChunk {
+struct PvChunk<T> {
     r0: usize,
     c0: usize,
     d: usize,
     keys: usize,
-    v: *const f32,
+    v: *const T,
     v_pos: usize,
     masks: [__mmask16; 4],
 }
 
-impl PvChunk {
+impl<T: KvElement> PvChunk<T> {
     /// # Safety
     /// As [`accumulate_pv`], with `NV` vectors covering this chunk's width.
     #[inline]
@@ -179,7 +180,7 @@ impl PvChunk {
                 let vj = self.v.add(j * self.v_pos + self.c0);
                 let mut vx = [_mm512_setzero_ps(); NV];
                 for (x, vx) in vx.iter_mut().enumerate() {
-                    *vx = _mm512_maskz_loadu_ps(self.masks[x], vj.add(16 * x));
+                    *vx = T::load16(vj.add(16 * x), self.masks[x]);
                 }
                 for (i, a) in a.iter_mut().enumerate() {
                     let p = _mm512_set1_ps(probs[(self.r0 + i) * KB + j]);
