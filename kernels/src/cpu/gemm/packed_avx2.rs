@@ -147,11 +147,13 @@ unsafe fn store(acc: &Acc, dst: &Dst, r0: usize, c0: usize) {
     unsafe {
         let bias = dst
             .bias
-            .map(|b| [0, 1].map(|h| _mm256_maskload_ps(b.add(c0 + 8 * h), masks[h])));
+            .map(|b| [0, 1].map(|h| _mm256_maskload_ps(b.wrapping_add(c0 + 8 * h), masks[h])));
         for (r, acc) in acc.iter().enumerate().take(dst.rows - r0) {
             let row = dst.out.add((r0 + r) * dst.ld + c0);
             for h in 0..2 {
-                let p = row.add(8 * h);
+                // Past `cols` the mask is empty: the address may lie beyond `out`, so it is
+                // formed without the in-bounds promise of `add`.
+                let p = row.wrapping_add(8 * h);
                 let mut v = acc[h];
                 if dst.accumulate {
                     v = _mm256_add_ps(v, _mm256_maskload_ps(p, masks[h]));

@@ -182,11 +182,13 @@ unsafe fn store(acc: &Acc, dst: &Dst) {
     unsafe {
         let bias = dst
             .bias
-            .map(|b| [0, 1].map(|h| _mm512_maskz_loadu_ps(masks[h], b.add(16 * h))));
+            .map(|b| [0, 1].map(|h| _mm512_maskz_loadu_ps(masks[h], b.wrapping_add(16 * h))));
         for (r, acc) in acc.iter().enumerate().take(dst.rows) {
             let row = dst.out.add(r * dst.ld);
             for h in 0..2 {
-                let p = row.add(16 * h);
+                // Past `cols` the mask is empty: the address may lie beyond `out`, so it is
+                // formed without the in-bounds promise of `add`.
+                let p = row.wrapping_add(16 * h);
                 let mut v = acc[h];
                 if dst.accumulate {
                     v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(masks[h], p));

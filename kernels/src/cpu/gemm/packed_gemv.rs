@@ -235,7 +235,8 @@ impl Group<'_> {
                 for h in 0..2 {
                     let b = _mm512_loadu_ps(self.bias.as_ptr().add(16 * h));
                     let v = _mm512_add_ps(_mm512_add_ps(acc[h], acc[h + 2]), b);
-                    _mm512_mask_storeu_ps(row.add(16 * h), masks[h], v);
+                    // Past `cols` the mask is empty and the address may lie beyond `out`.
+                    _mm512_mask_storeu_ps(row.wrapping_add(16 * h), masks[h], v);
                 }
             }
         }

@@ -188,7 +188,8 @@ unsafe fn store<const M: usize>(g: &Group, acc: &Acc<M>, c0: usize) {
             for h in 0..2 {
                 let b = _mm256_loadu_ps(g.bias.as_ptr().add(c0 + 8 * h));
                 let v = _mm256_add_ps(_mm256_add_ps(acc[h], acc[h + 2]), b);
-                _mm256_maskstore_ps(row.add(8 * h), masks[h], v);
+                // Past `cols` the mask is empty and the address may lie beyond `out`.
+                _mm256_maskstore_ps(row.wrapping_add(8 * h), masks[h], v);
             }
         }
     }
