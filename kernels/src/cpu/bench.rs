@@ -8,8 +8,9 @@ use std::time::Instant;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
+use crate::cpu::conv2d;
 use crate::cpu::isa::Isa;
-use crate::cpu::reference::{AttentionParams, KvStrides};
+use crate::cpu::reference::{AttentionParams, Conv2dParams, KvStrides};
 use crate::cpu::{attention, gemm};
 use crate::testing::Rng;
 use crate::WeightSlice;
@@ -388,8 +389,58 @@ pub fn bench_attention(
     }
 }
 
+/// Times a patch-embedding conv2d (`cpu::conv2d`: im2col + GEMM) of one `side` x `side`
+/// image, `in_ch -> out_ch` channels, kernel = stride = `kernel`, f32 or bf16 weights (the
+/// shapes of `scripts/baselines/torch_kernels.py`).
+pub fn bench_conv2d_patch(
+    isa: Isa,
+    (in_ch, out_ch, kernel, side): (usize, usize, usize, usize),
+    bf16_weights: bool,
+    runs: usize,
+) -> Measurement {
+    let p = Conv2dParams {
+        batch: 1,
+        in_channels: in_ch,
+        height: side,
+        width: side,
+        out_channels: out_ch,
+        kernel_h: kernel,
+        kernel_w: kernel,
+        stride: [kernel, kernel],
+        padding: [0, 0],
+    };
+    let mut rng = Rng::new(3);
+    let x = rng.vec(in_ch * side * side, -1.0, 1.0);
+    let w = rng.vec(out_ch * in_ch * kernel * kernel, -0.5, 0.5);
+    let wb: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
+    let ws = if bf16_weights {
+        WeightSlice::BF16(&wb)
+    } else {
+        WeightSlice::F32(&w)
+    };
+    let bias = rng.vec(out_ch, -0.2, 0.2);
+    let positions = p.out_height() * p.out_width();
+    let mut out = vec![0.0f32; out_ch * positions];
+    let median_s = median_time(runs, || {
+        conv2d::conv2d(isa, &x, ws, Some(WeightSlice::F32(&bias)), &p, &mut out)
+    });
+    let k = in_ch * kernel * kernel;
+    Measurement {
+        kernel: format!("conv2d patch {}", if bf16_weights { "bf16" } else { "f32" }),
+        shape: format!("{in_ch}->{out_ch} k{kernel} s{kernel} {side}x{side}"),
+        median_s,
+        flops: (2 * positions * out_ch * k) as f64,
+        bytes: (ws.len() * if bf16_weights { 2 } else { 4 } + 4 * (x.len() + out.len())) as f64,
+        bound: Bound::Compute,
+    }
+}
+
+/// Patch embeddings of the suite: CLIP ViT-L/14-336 and SigLIP-base-512.
+const CONV_SHAPES: [(usize, usize, usize, usize); 2] = [(3, 1024, 14, 336), (3, 768, 16, 512)];
+
 /// The whole suite at `isa`: every matmul shape with f32 and bf16 weights, then attention
-/// prefill (512 tokens) and decode (1 query over 512 keys, f32 and f16 caches).
+/// prefill (512 tokens) and decode (1 query over 512 keys, f32 and f16 caches), then the
+/// vision towers' patch embeddings.
 pub fn suite(isa: Isa, runs: usize) -> Vec<Measurement> {
     let mut rows = Vec::new();
     for shape in MATMUL_SHAPES {
@@ -411,6 +462,11 @@ pub fn suite(isa: Isa, runs: usize) -> Vec<Measurement> {
     rows.push(bench_attention(isa, 512, 512, false, runs));
     rows.push(bench_attention(isa, 1, 512, false, runs));
     rows.push(bench_attention(isa, 1, 512, true, runs));
+    for shape in CONV_SHAPES {
+        for bf in [false, true] {
+            rows.push(bench_conv2d_patch(isa, shape, bf, runs));
+        }
+    }
     rows
 }
 

@@ -6,11 +6,11 @@
 
 pub mod attention;
 pub mod bench;
+pub mod conv2d;
 pub mod gemm;
 pub mod gemv;
 pub mod isa;
 pub mod kv_element;
-pub mod patch_embed;
 pub mod reference;
 pub mod rowops;
 pub mod simd;

@@ -10,7 +10,7 @@ use half::{bf16, f16};
 use iris_kernels::cpu::kv_element::KvElement;
 use iris_kernels::cpu::reference as kernel;
 use iris_kernels::cpu::reference::{AttentionParams, Conv2dParams, KvStrides};
-use iris_kernels::cpu::{attention as fast_attention, isa::Isa, patch_embed, rowops};
+use iris_kernels::cpu::{attention as fast_attention, conv2d, isa::Isa, rowops};
 use iris_kernels::WeightSlice;
 
 use super::{CpuKernels, CpuSlot};
@@ -330,10 +330,8 @@ pub(super) fn execute(
                     view_mut(output)?,
                 );
                 match kernels {
-                    CpuKernels::Fast(isa) if patch_embed::applies(&params) => {
-                        patch_embed::patch_embed(isa, x, w, bias, &params, out)
-                    }
-                    _ => kernel::conv2d(x, w, bias, &params, out),
+                    CpuKernels::Fast(isa) => conv2d::conv2d(isa, x, w, bias, &params, out),
+                    CpuKernels::Reference => kernel::conv2d(x, w, bias, &params, out),
                 }
             }
             Op::PixelShuffle { scale } => {
