@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use crate::cpu::gemm;
 use crate::cpu::isa::Isa;
-use crate::cpu::reference::Conv2dParams;
+use crate::cpu::reference::{self, Conv2dParams};
 use crate::cpu::simd::SendPtr;
 use crate::WeightSlice;
 
@@ -36,17 +36,7 @@ pub fn conv2d(
     let (c, kh, kw, oc) = (p.in_channels, p.kernel_h, p.kernel_w, p.out_channels);
     let k = c * kh * kw;
     let positions = p.batch * oh * ow;
-    assert_eq!(
-        x.len(),
-        p.batch * c * p.height * p.width,
-        "conv2d: x must be [N, C, H, W]"
-    );
-    assert_eq!(w.len(), oc * k, "conv2d: w must be [OC, C, KH, KW]");
-    assert_eq!(
-        out.len(),
-        positions * oc,
-        "conv2d: out must be [N, OC, OH, OW]"
-    );
+    reference::conv2d::check_operands(x, w, bias, p, out);
     if out.is_empty() {
         return;
     }

@@ -48,6 +48,35 @@ impl Conv2dParams {
     }
 }
 
+/// Panics unless the operand lengths fit `p`: the checks every conv2d kernel shares.
+pub(crate) fn check_operands(
+    x: &[f32],
+    w: WeightSlice,
+    bias: Option<WeightSlice>,
+    p: &Conv2dParams,
+    out: &[f32],
+) {
+    let (kh, kw) = (p.kernel_h, p.kernel_w);
+    assert_eq!(
+        x.len(),
+        p.batch * p.in_channels * p.height * p.width,
+        "conv2d: x must be [N, C, H, W]"
+    );
+    assert_eq!(
+        w.len(),
+        p.out_channels * p.in_channels * kh * kw,
+        "conv2d: w must be [OC, C, KH, KW]"
+    );
+    assert_eq!(
+        out.len(),
+        p.batch * p.out_channels * p.out_height() * p.out_width(),
+        "conv2d: out must be [N, OC, OH, OW]"
+    );
+    if let Some(b) = &bias {
+        assert_eq!(b.len(), p.out_channels, "conv2d: bias must be [OC]");
+    }
+}
+
 /// Direct convolution, see the file header for the formula.
 pub fn conv2d(
     x: &[f32],
@@ -56,27 +85,10 @@ pub fn conv2d(
     p: &Conv2dParams,
     out: &mut [f32],
 ) {
+    check_operands(x, w, bias, p, out);
     let (oh, ow) = (p.out_height(), p.out_width());
     let (c_in, h, wd) = (p.in_channels, p.height, p.width);
     let (kh, kw) = (p.kernel_h, p.kernel_w);
-    assert_eq!(
-        x.len(),
-        p.batch * c_in * h * wd,
-        "conv2d: x must be [N, C, H, W]"
-    );
-    assert_eq!(
-        w.len(),
-        p.out_channels * c_in * kh * kw,
-        "conv2d: w must be [OC, C, KH, KW]"
-    );
-    assert_eq!(
-        out.len(),
-        p.batch * p.out_channels * oh * ow,
-        "conv2d: out must be [N, OC, OH, OW]"
-    );
-    if let Some(b) = &bias {
-        assert_eq!(b.len(), p.out_channels, "conv2d: bias must be [OC]");
-    }
     let [sh, sw] = p.stride;
     let [ph, pw] = p.padding;
     let mut out_index = 0;
