@@ -22,16 +22,14 @@ pub(super) unsafe fn permute(
     let src_strides = Strides::permuted(&strides, perm);
     // SAFETY: forwarded contract.
     unsafe {
-        copy(
-            kernels,
-            input,
-            output,
-            dims(output),
-            &src_strides,
-            0,
-            &Strides::contiguous(dims(output)),
-            0,
-        )
+        let layouts = Layouts {
+            dims: dims(output),
+            src_strides: &src_strides,
+            src_offset: 0,
+            dst_strides: &Strides::contiguous(dims(output)),
+            dst_offset: 0,
+        };
+        copy(kernels, input, output, &layouts)
     }
 }
 
@@ -48,16 +46,14 @@ pub(super) unsafe fn slice(
     let strides = Strides::contiguous(dims(input));
     // SAFETY: forwarded contract.
     unsafe {
-        copy(
-            kernels,
-            input,
-            output,
-            dims(output),
-            &strides,
-            start * strides[axis],
-            &Strides::contiguous(dims(output)),
-            0,
-        )
+        let layouts = Layouts {
+            dims: dims(output),
+            src_strides: &strides,
+            src_offset: start * strides[axis],
+            dst_strides: &Strides::contiguous(dims(output)),
+            dst_offset: 0,
+        };
+        copy(kernels, input, output, &layouts)
     }
 }
 
@@ -76,16 +72,14 @@ pub(super) unsafe fn concat(
         let d = dims(input);
         // SAFETY: forwarded contract.
         unsafe {
-            copy(
-                kernels,
-                input,
-                output,
-                d,
-                &Strides::contiguous(d),
-                0,
-                &dst_strides,
-                at * dst_strides[axis],
-            )?;
+            let layouts = Layouts {
+                dims: d,
+                src_strides: &Strides::contiguous(d),
+                src_offset: 0,
+                dst_strides: &dst_strides,
+                dst_offset: at * dst_strides[axis],
+            };
+            copy(kernels, input, output, &layouts)?;
         }
         at += d[axis];
     }
@@ -133,71 +127,49 @@ impl std::ops::Deref for Strides {
     }
 }
 
+/// Where a strided copy reads and writes: element `index` of `dims` goes from `src_offset +
+/// index . src_strides` to `dst_offset + index . dst_strides`.
+struct Layouts<'a> {
+    dims: &'a [usize],
+    src_strides: &'a [usize],
+    src_offset: usize,
+    dst_strides: &'a [usize],
+    dst_offset: usize,
+}
+
 /// Strided copy of `src` into `dst` in the operand's own element type, with the backend's
 /// kernel set.
 ///
 /// SAFETY (callers): as [`view`].
-#[allow(clippy::too_many_arguments)]
 unsafe fn copy(
     kernels: CpuKernels,
     src: &CpuOperand,
     dst: &CpuOperand,
-    dims: &[usize],
-    src_strides: &[usize],
-    src_offset: usize,
-    dst_strides: &[usize],
-    dst_offset: usize,
+    layouts: &Layouts,
 ) -> Result<()> {
-    type TypedCopy = unsafe fn(
-        CpuKernels,
-        &CpuOperand,
-        &CpuOperand,
-        &[usize],
-        &[usize],
-        usize,
-        &[usize],
-        usize,
-    ) -> Result<()>;
-    let typed: TypedCopy = match src.dtype {
-        DType::F32 => typed_copy::<f32>,
-        DType::I64 => typed_copy::<i64>,
-        DType::I32 => typed_copy::<i32>,
-        DType::U8 => typed_copy::<u8>,
-        other => {
-            return Err(Error::Unsupported {
-                backend: "cpu",
-                what: format!("copying {other} activations"),
-            })
-        }
-    };
     // SAFETY: forwarded contract.
     unsafe {
-        typed(
-            kernels,
-            src,
-            dst,
-            dims,
-            src_strides,
-            src_offset,
-            dst_strides,
-            dst_offset,
-        )
+        match src.dtype {
+            DType::F32 => typed_copy::<f32>(kernels, src, dst, layouts),
+            DType::I64 => typed_copy::<i64>(kernels, src, dst, layouts),
+            DType::I32 => typed_copy::<i32>(kernels, src, dst, layouts),
+            DType::U8 => typed_copy::<u8>(kernels, src, dst, layouts),
+            other => Err(Error::Unsupported {
+                backend: "cpu",
+                what: format!("copying {other} activations"),
+            }),
+        }
     }
 }
 
 /// [`copy`] for one element type.
 ///
 /// SAFETY (callers): as [`view`].
-#[allow(clippy::too_many_arguments)]
 unsafe fn typed_copy<T: Element + Send + Sync>(
     kernels: CpuKernels,
     src: &CpuOperand,
     dst: &CpuOperand,
-    dims: &[usize],
-    src_strides: &[usize],
-    src_offset: usize,
-    dst_strides: &[usize],
-    dst_offset: usize,
+    l: &Layouts,
 ) -> Result<()> {
     // SAFETY: forwarded contract.
     let (src, dst) = unsafe { (view::<T>(src)?, view_mut::<T>(dst)?) };
@@ -207,12 +179,12 @@ unsafe fn typed_copy<T: Element + Send + Sync>(
     };
     copy_strided(
         src,
-        dims,
-        src_strides,
-        src_offset,
+        l.dims,
+        l.src_strides,
+        l.src_offset,
         dst,
-        dst_strides,
-        dst_offset,
+        l.dst_strides,
+        l.dst_offset,
     );
     Ok(())
 }
