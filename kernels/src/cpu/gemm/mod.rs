@@ -35,6 +35,8 @@ pub mod bf16_dot;
 #[cfg(target_arch = "x86_64")]
 pub mod packed;
 #[cfg(target_arch = "x86_64")]
+mod packed_a;
+#[cfg(target_arch = "x86_64")]
 mod packed_avx2;
 #[cfg(target_arch = "x86_64")]
 mod packed_avx512;
