@@ -98,7 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let kv_cache = args.kv_cache.for_device(args.device)?;
     let architecture = iris_models::pipeline::architecture(&args.model)?;
     if PipelineKind::from_architecture(&architecture).is_some() {
-        return super::run_multimodal::run(&args, dtype);
+        return super::run_multimodal::run(&args, dtype, kv_cache);
     }
     let start = Instant::now();
     let model = TextModel::load(&args.model, dtype)

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use iris_models::image::{load_image, preprocess, PreprocessorConfig};
+use iris_models::llm::KvCacheDtype;
 use iris_models::pipeline::prompt::{multimodal_prompt_ids, MultimodalPrompt};
 use iris_models::pipeline::{MultimodalModel, MultimodalSession};
 use iris_models::tokenizer::TextTokenizer;
@@ -17,7 +18,7 @@ use iris_runtime::DType;
 use super::device::with_backend;
 use super::run::{Args, TokenStream};
 
-pub fn run(args: &Args, dtype: Option<DType>) -> anyhow::Result<()> {
+pub fn run(args: &Args, dtype: Option<DType>, kv_cache: KvCacheDtype) -> anyhow::Result<()> {
     let start = Instant::now();
     let model = MultimodalModel::load(&args.model, dtype)
         .with_context(|| format!("loading {}", args.model.display()))?;
@@ -54,7 +55,6 @@ pub fn run(args: &Args, dtype: Option<DType>) -> anyhow::Result<()> {
     // The session's setup (graph compilation, weight packing) counts as load.
     let setup_ms: f64;
     let output = with_backend!(args.device, |backend| {
-        let kv_cache = args.kv_cache.for_device(args.device)?;
         let setup = Instant::now();
         let mut session =
             MultimodalSession::with_kv_cache(model.clone(), backend, context, kv_cache)?;
