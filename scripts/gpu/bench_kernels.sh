@@ -3,7 +3,8 @@
 # with the prebuilt iris (.gpu/bin/iris, `iris bench kernels --device cuda --json`) and
 # PyTorch's at the same shapes (scripts/gpu/bench_kernels.py time), in the same call, then
 # writes the joined markdown table to $OUT/cuda_kernels.md and stdout, with both JSON files
-# and iris's stderr beside it. About 1-2 minutes; each side is cut off after 150 s.
+# and iris's stderr beside it. About 1-2 minutes; each side is cut off after BENCH_SIDE_S
+# seconds (default 150).
 #
 # Before the device call, here: bash scripts/gpu/build.sh   (builds .gpu/bin/iris, stripped)
 # Device call: run(command="bash scripts/gpu/bench_kernels.sh", carry=[".gpu"], timeout_s=420)
@@ -32,14 +33,14 @@ nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total,clocks.max.s
 echo "== iris: $("$IRIS" --version) ($(cat .gpu/bin/BUILD 2>/dev/null || echo 'no BUILD file'))"
 
 start=$(date +%s)
-timeout 150 "$IRIS" bench kernels --device cuda --json "${FILTER[@]}" \
+timeout "${BENCH_SIDE_S:-150}" "$IRIS" bench kernels --device cuda --json "${FILTER[@]}" \
     >"$DIR/iris_kernels.json" 2>"$DIR/iris_kernels.err"
 iris_rc=$?
 echo "== iris: exit $iris_rc after $(( $(date +%s) - start )) s"
 cat "$DIR/iris_kernels.err"
 
 start=$(date +%s)
-timeout 150 python3 scripts/gpu/bench_kernels.py time "${FILTER[@]}" \
+timeout "${BENCH_SIDE_S:-150}" python3 scripts/gpu/bench_kernels.py time "${FILTER[@]}" \
     --out "$DIR/torch_kernels.json"
 torch_rc=$?
 echo "== PyTorch: exit $torch_rc after $(( $(date +%s) - start )) s"

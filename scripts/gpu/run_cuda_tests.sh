@@ -3,7 +3,8 @@
 # scripts/gpu/build.sh) one test at a time with output shown, after printing the GPU(s).
 # The log is tee'd to $OUT/cuda_tests.log when $OUT is set (the device tool brings $OUT back).
 # Extra arguments go to every test binary (e.g. a test-name filter). IRIS_REQUIRE_CUDA=1 makes
-# the tests fail, not skip, when the backend cannot start.
+# the tests fail, not skip, when the backend cannot start. Each binary is stopped after
+# IRIS_TEST_TIMEOUT seconds (default 120), so one hung kernel cannot eat the device call.
 #
 # Device call: run(command="bash scripts/gpu/run_cuda_tests.sh", carry=[".gpu"], timeout_s=300)
 set -uo pipefail
@@ -26,8 +27,11 @@ fi
         found=1
         echo "== $bin $*"
         start=$(date +%s%N)
-        if ! IRIS_REQUIRE_CUDA=1 "$bin" --nocapture --test-threads=1 "$@"; then
+        IRIS_REQUIRE_CUDA=1 timeout "${IRIS_TEST_TIMEOUT:-120}" "$bin" --nocapture --test-threads=1 "$@"
+        rc=$?
+        if (( rc != 0 )); then
             status=1
+            if (( rc == 124 )); then echo "== $bin stopped after ${IRIS_TEST_TIMEOUT:-120} s"; fi
         fi
         echo "== $bin took $(( ($(date +%s%N) - start) / 1000000 )) ms"
     done
