@@ -1,5 +1,5 @@
 //! The CUDA backend's bf16-weight matmul (`ops_matmul.rs`: `gemv_bf16` for M <= 8,
-//! `cast_f32_bf16` + `gemm_bf16_mma` above, `pad_bf16` for weights whose rows are not 16-byte
+//! `cast_f32_bf16` + a `gemm_bf16_mma_*` tile variant above, `pad_bf16` for weights whose rows are not 16-byte
 //! aligned) against the CPU reference fed the same bf16-rounded activations, so only the
 //! summation order differs: NMSE <= 1e-7 (DESIGN.md's f32 reduction bound). Outputs are
 //! poisoned with NaN first. Large shapes check sampled rows and print host-clock timings.
@@ -14,6 +14,7 @@ mod cuda_common;
 use cuda_common::{backend, bf16_tensor, f32_tensor, operand, place, run, time_op};
 use half::bf16;
 use iris_kernels::cpu::reference;
+use iris_kernels::cuda::gemm_mma::GEMM_TILES;
 use iris_kernels::testing::{assert_nmse, nmse, Rng, NMSE_F32_REDUCTION};
 use iris_kernels::WeightSlice;
 use iris_runtime::backend::cuda::{CudaBackend, CudaSlot};
@@ -204,6 +205,33 @@ fn bf16_matmul_matches_reference_on_odd_sizes() {
         }
     }
     println!("{cases} bf16 matmul cases, worst nmse {worst:.2e}");
+}
+
+/// Every tile shape of the GEMM, forced one at a time, on sizes that leave ragged tiles, run
+/// more K tiles than stages, and take the paired (even N) and single (odd N) stores.
+#[test]
+fn every_gemm_variant_matches_reference() {
+    let Some(mut be) = backend() else { return };
+    let mut rng = Rng::new(0x71e5);
+    for tile in &GEMM_TILES {
+        be.force_gemm_tile(Some(tile));
+        let mut worst = 0.0f64;
+        for (i, shape) in [
+            (9, 7, 24),
+            (300, 1000, 576),
+            (129, 130, 1000),
+            (577, 64, 13),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let bias = [Bias::None, Bias::Bf16, Bias::F32][i % 3];
+            let case = Case::new(&mut be, &mut rng, shape, bias, Placement::Uploaded);
+            worst = worst.max(case.check(&mut be, None));
+        }
+        println!("{}: worst nmse {worst:.2e}", tile.kernel);
+    }
+    be.force_gemm_tile(None);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 # Phases, in order (name some to run only those: `bash scripts/gpu/all.sh tests llava`):
 #   tests    scripts/gpu/run_cuda_tests.sh   every CUDA kernel and graph against the CPU
 #   kernels  scripts/gpu/bench_kernels.sh    each CUDA op timed against PyTorch
+#   sweep    scripts/gpu/gemm_sweep.sh       every GEMM tile variant at every matmul shape
 #   llava    scripts/gpu/llava7b.sh          LLaVA-1.5-7B shape end to end, iris and PyTorch
 # Each phase writes into its own folder; after each, all of them are packed again into
 # $OUT/results.tgz, so a call stopped at its limit still brings back the phases that ended.
@@ -45,6 +46,10 @@ for phase in "${PHASES[@]}"; do
         say "kernels"
         OUT="$WORK/kernels" BENCH_SIDE_S=80 timeout 200 bash scripts/gpu/bench_kernels.sh
         ;;
+    sweep)
+        say "sweep"
+        OUT="$WORK/sweep" timeout 200 bash scripts/gpu/gemm_sweep.sh
+        ;;
     llava)
         left=$((BUDGET_S - SECONDS))
         if ((left < 150)); then
@@ -56,7 +61,7 @@ for phase in "${PHASES[@]}"; do
         fi
         ;;
     *)
-        say "unknown phase $phase (tests, kernels, llava)"
+        say "unknown phase $phase (tests, kernels, sweep, llava)"
         false
         ;;
     esac

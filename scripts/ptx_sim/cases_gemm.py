@@ -5,6 +5,8 @@ The matmul references are f64 products of exactly the bf16 values the kernel rea
 the f32 summation order differs: NMSE stays near 1e-15 and the bound is 1e-10 (tighter than
 the project's 1e-7 for f32 matmul, so that even a few wrong elements fail)."""
 
+import re
+
 import numpy as np
 
 from .harness import Case, exact, Result
@@ -73,10 +75,28 @@ def _bf16_rows(rng, rows, k, ld):
     return out
 
 
-def gemm(m, n, k, bias, lda=None, warp_order="parity", cp_async="late", seed=0):
+DEFAULT_TILE = "128x128x32"
+
+
+def tile_shape(src, tile):
+    """(bm, bn, threads, dynamic shared bytes) of variant `tile` (e.g. "64x128x64"), read from
+    the entry list in the module's header, as the generator wrote it."""
+    kernel = f"gemm_bf16_mma_{tile}"
+    m = re.search(rf"^//\s+{kernel}: (\d+) x (\d+) x \d+, (\d+) x (\d+) warps of \d+ x \d+, "
+                  rf"\d+ stages, (\d+) bytes of (static|dynamic) shared memory$",
+                  src.text("gemm_bf16_mma"), re.M)
+    if not m:
+        raise ValueError(f"{kernel} is not in the entry list of gemm_bf16_mma.ptx")
+    bm, bn, wm, wn, smem = (int(m.group(i)) for i in range(1, 6))
+    return bm, bn, 32 * wm * wn, smem if m.group(6) == "dynamic" else 0
+
+
+def gemm(m, n, k, bias, lda=None, warp_order="parity", cp_async="late", seed=0, tile=DEFAULT_TILE):
     lda = lda or _round8(k)
+    kernel = f"gemm_bf16_mma_{tile}"
 
     def run(src):
+        bm, bn, threads, dynamic = tile_shape(src, tile)
         rng = np.random.default_rng(seed)
         ldw = _round8(k)
         a, w = _bf16_rows(rng, m, k, lda), _bf16_rows(rng, n, k, ldw)
@@ -84,17 +104,17 @@ def gemm(m, n, k, bias, lda=None, warp_order="parity", cp_async="late", seed=0):
         pa, pw = g.put(a, "a"), g.put(w, "w")
         pb, bref, bf = _bias(bias, n, rng, g)
         po = g.alloc(m * n * 4, "out")
-        tiles = ((m + 127) // 128) * ((n + 127) // 128)
-        launch(src.text("gemm_bf16_mma"), "gemm_bf16_mma", (tiles, 1, 1), 128,
+        tiles = ((m + bm - 1) // bm) * ((n + bn - 1) // bn)
+        launch(src.text("gemm_bf16_mma"), kernel, (tiles, 1, 1), threads,
                dict(a=pa, w=pw, bias=pb, out=po, m=m, n=n, k=k, lda=lda, ldw=ldw, bias_bf16=bf),
-               g, warp_order=warp_order, cp_async=cp_async)
+               g, warp_order=warp_order, cp_async=cp_async, dynamic_shared=dynamic)
         got = g.get(po, np.float32, m * n).reshape(m, n)
         a64, w64 = (bf16_to_f32(x[:, :k]).astype(np.float64) for x in (a, w))
         want = a64 @ w64.T + bref
         return Result("nmse", nmse(got, want), NMSE_SAME_INPUTS)
-    tiles = ((m + 127) // 128) * ((n + 127) // 128)
-    return Case(f"gemm_bf16_mma {m}x{n}x{k} lda={lda} bias={bias} warps={warp_order} "
-                f"cp.async={cp_async}", run, ["gemm_bf16_mma"], cost=tiles * (k // 32 + 3))
+    return Case(f"{kernel} {m}x{n}x{k} lda={lda} bias={bias} warps={warp_order} "
+                f"cp.async={cp_async}", run, ["gemm_bf16_mma"],
+                cost=((m + 127) // 128) * ((n + 127) // 128) * (k // 32 + 3))
 
 
 def gemv(m, n, k, bias, skew=0, ldw=None, warp_order="parity", seed=0):
@@ -140,6 +160,16 @@ def cases():
         gemm(257, 130, 97, "bf16"),          # 3 x 2 tiles, 4 K tiles, ragged everywhere
         gemm(128 * 9 + 5, 140, 16, "none"),  # 10 x 2 tiles: the short last group of 8 tile rows
         gemm(300, 260, 300, "f32", cp_async="early"),      # 3 x 3 tiles, 10 K tiles
+        # The other tile shapes: several tiles with ragged edges, more K tiles than stages,
+        # K % 8 != 0, K = 0, odd N (scalar stores) and even N (paired stores), both biases.
+        *[case for tile in ("128x128x64", "128x256x64", "256x128x64", "64x128x64", "64x64x64")
+          for case in (
+              gemm(9, 7, 24, "none", tile=tile),
+              gemm(20, 9, 0, "bf16", tile=tile),
+              gemm(150, 270, 333, "f32", cp_async="early", tile=tile),
+              gemm(270, 150, 97, "bf16", warp_order="reverse", tile=tile),
+              gemm(64 * 9 + 3, 66, 70, "none", lda=80, tile=tile),  # a short last group
+          )],
         gemv(1, 7, 24, "none"),
         gemv(3, 20, 13, "bf16", skew=4, ldw=24),
         gemv(8, 17, 1100, "f32", warp_order="reverse"),     # two passes of the K loop

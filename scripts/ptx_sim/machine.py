@@ -74,7 +74,7 @@ class Runner:
     """One entry decoded for a block size: the register arrays, shared memory and decoded
     steps, and the context (`ctx`) the steps are bound to."""
 
-    def __init__(self, entry, nthreads, cp_async):
+    def __init__(self, entry, nthreads, cp_async, dynamic_shared=0):
         if nthreads % 32:
             raise PtxError("blocks must be a multiple of 32 threads")
         self.entry, self.n = entry, nthreads
@@ -93,8 +93,12 @@ class Runner:
         for name, value in special.items():
             self.regs[name] = np.full(nthreads, value, dtype=np.uint32)
         self.shared = {name: off for name, (off, _) in entry.shared.items()}
+        size = entry.shared_size
+        for name, align in entry.dynamic:  # every dynamic array starts at the same place
+            self.shared[name] = (entry.shared_size + align - 1) // align * align
+            size = self.shared[name] + dynamic_shared
         self.labels = entry.labels
-        self.smem = SharedMemory(entry.shared_size, nthreads)
+        self.smem = SharedMemory(size, nthreads)
         self.early = cp_async == "early"
         self.copies = self.gmem = None
         self.params = {}
@@ -219,14 +223,14 @@ class Runner:
 _RUNNERS = {}
 
 
-def runner_for(text, entry_name, nthreads, cp_async="late"):
+def runner_for(text, entry_name, nthreads, cp_async="late", dynamic_shared=0):
     """The decoded entry for a block size (cached: decoding a long kernel takes a while)."""
-    key = (hash(text), entry_name, nthreads, cp_async)
+    key = (hash(text), entry_name, nthreads, cp_async, dynamic_shared)
     if key not in _RUNNERS:
         entries = parse_module(text)
         if entry_name not in entries:
             raise PtxError(f"no .entry {entry_name} (the module has {sorted(entries)})")
-        _RUNNERS[key] = Runner(entries[entry_name], nthreads, cp_async)
+        _RUNNERS[key] = Runner(entries[entry_name], nthreads, cp_async, dynamic_shared)
     return _RUNNERS[key]
 
 
@@ -240,15 +244,17 @@ def _param_value(entry_name, name, ty, value):
     return np.array(int(value) % (1 << bits), dtype=STORAGE[dt.itemsize]).view(dt)[()]
 
 
-def launch(text, entry_name, grid, block, args, gmem, warp_order="parity", cp_async="late"):
+def launch(text, entry_name, grid, block, args, gmem, warp_order="parity", cp_async="late",
+           dynamic_shared=0):
     """Runs `entry_name` of the PTX module `text` on `gmem` over the whole grid.
 
     grid: (x, y, z); block: threads (1-D). args: {parameter: value}, the parameter named as in
     the PTX (`<entry>_param_<name>`) or by its `<name>` alone; u64/u32/s32/s64 take ints, f32
     a float. warp_order: "forward", "reverse" or "parity" (even CTAs forward, odd reverse).
-    cp_async: "late" (copies land at the wait) or "early" (at issue). Returns the number of
-    warp instructions executed."""
-    r = runner_for(text, entry_name, block, cp_async)
+    cp_async: "late" (copies land at the wait) or "early" (at issue). dynamic_shared: bytes of
+    dynamic shared memory, as the launch passes them. Returns the number of warp instructions
+    executed."""
+    r = runner_for(text, entry_name, block, cp_async, dynamic_shared)
     LAUNCHED.add(entry_name)
     prefix = f"{entry_name}_param_"
     given = {(k if k.startswith(prefix) else prefix + k): v for k, v in args.items()}

@@ -2,8 +2,10 @@
 
 Only what the project's kernels write is accepted: one `.entry` per kernel with `.param`s,
 `.reg` and `.shared` declarations (anywhere in the body; nested `{ }` scopes are flattened, so
-a register name must be declared once), labels, and `[@[!]%p] opcode operands;` statements.
-Anything else (`.local`, `.extern .shared`, `.func` calls) raises `PtxError` naming the line."""
+a register name must be declared once), labels, and `[@[!]%p] opcode operands;` statements,
+plus module-scope `.extern .shared` arrays (dynamic shared memory: placed after an entry's
+static shared memory, sized at launch). Anything else (`.local`, `.func` calls) raises
+`PtxError` naming the line."""
 
 import re
 
@@ -27,7 +29,8 @@ class Instr:
 
 class Entry:
     """One kernel: `params` [(name, type)], `regs` {name: type}, `shared` {name: (offset,
-    size)} with `shared_size` bytes in all, `instrs` [Instr], `labels` {label: index}."""
+    size)} with `shared_size` bytes in all, `dynamic` [(name, align)] the module's dynamic
+    shared arrays, `instrs` [Instr], `labels` {label: index}."""
 
     def __init__(self, name):
         self.name = name
@@ -35,6 +38,7 @@ class Entry:
         self.regs = {}
         self.shared = {}
         self.shared_size = 0
+        self.dynamic = []
         self.instrs = []
         self.labels = {}
 
@@ -72,9 +76,12 @@ def parse_module(text):
     clean = _strip_comments(text)
     if re.search(r"\.func\b", clean):
         raise PtxError(".func (device functions) is not modelled")
+    dynamic = [(name, int(align or 16)) for align, name in re.findall(
+        r"\.extern\s+\.shared\s+(?:\.align\s+(\d+)\s+)?\.\w+\s+(\w+)\[\]", clean)]
     entries = {}
     for m in re.finditer(r"\.entry\s+(\w+)\s*\(", clean):
         entry = Entry(m.group(1))
+        entry.dynamic = dynamic
         close = clean.index(")", m.end())
         entry.params = [(name, ty) for ty, name in
                         re.findall(r"\.param\s+\.(\w+)\s+(\w+)", clean[m.end():close])]

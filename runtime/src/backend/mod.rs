@@ -57,6 +57,18 @@ pub trait Backend {
     /// Copies the first `out.len()` bytes of `slot` into `out` (waiting for queued work).
     fn read_into(&mut self, slot: &Self::Slot, out: &mut [u8]) -> Result<()>;
 
+    /// Copies the first `bytes` bytes of `src` to the start of `dst`, queued behind the work
+    /// already queued and without a host round trip: one graph's output becomes another's
+    /// input where both live (image features from the vision graph to the prefill graph).
+    /// Both slots must hold `bytes` (else an error) and must not overlap (the CPU and CUDA
+    /// backends refuse that too). The default goes through host memory (read, then write),
+    /// for backends that have nothing better.
+    fn copy_slot(&mut self, src: &Self::Slot, dst: &Self::Slot, bytes: usize) -> Result<()> {
+        let mut staged = vec![0u8; bytes];
+        self.read_into(src, &mut staged)?;
+        self.write_bytes(dst, &staged)
+    }
+
     /// Copies a host tensor into `slot`.
     fn write(&mut self, slot: &Self::Slot, data: &Tensor) -> Result<()> {
         let contiguous = data.contiguous();

@@ -172,6 +172,33 @@ fn owned_slot(buf: AlignedBuffer) -> CpuSlot {
     }
 }
 
+/// The checks of `copy_slot`: both slots hold `bytes`, `dst` is writable, no overlap.
+fn check_copy(src: &CpuSlot, dst: &CpuSlot, bytes: usize) -> Result<()> {
+    let invalid = |message: String| Error::InvalidOp {
+        op: "slot copy",
+        message,
+    };
+    if bytes > src.len || bytes > dst.len {
+        return Err(invalid(format!(
+            "{bytes} bytes from a slot of {} into a slot of {}",
+            src.len, dst.len
+        )));
+    }
+    if let CpuBuffer::Weight(_) = *dst.buffer {
+        return Err(invalid("the destination is a weight (read-only)".into()));
+    }
+    let overlap = Arc::ptr_eq(&src.buffer, &dst.buffer)
+        && src.offset < dst.offset + bytes
+        && dst.offset < src.offset + bytes;
+    if overlap {
+        return Err(invalid(format!(
+            "{bytes} bytes from offset {} onto offset {} of the same buffer overlap",
+            src.offset, dst.offset
+        )));
+    }
+    Ok(())
+}
+
 impl Backend for CpuBackend {
     type Slot = CpuSlot;
 
@@ -247,6 +274,15 @@ impl Backend for CpuBackend {
         // SAFETY: the slot holds at least `bytes.len()` bytes of an owned buffer (checked
         // above) and no kernel runs while inputs are written.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), slot.ptr(), bytes.len()) };
+        Ok(())
+    }
+
+    fn copy_slot(&mut self, src: &CpuSlot, dst: &CpuSlot, bytes: usize) -> Result<()> {
+        check_copy(src, dst, bytes)?;
+        // SAFETY: both slots hold `bytes` bytes of live buffers (their `Arc`s keep them), the
+        // ranges do not overlap and `dst` is not a weight (checked above), and no kernel runs
+        // while a copy does (the CPU backend runs one thing at a time).
+        unsafe { std::ptr::copy_nonoverlapping(src.ptr(), dst.ptr(), bytes) };
         Ok(())
     }
 

@@ -37,8 +37,10 @@ mod timing;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use cudarc::driver::sys::CUfunction_attribute;
 use cudarc::driver::{result as cu, CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError};
 use cudarc::nvrtc::Ptx;
+use iris_kernels::cuda::gemm_mma::{gemm_tile_named, GemmTile, GEMM_TILES};
 
 pub use self::slot::CudaSlot;
 use super::weight_key::WeightKey;
@@ -86,6 +88,9 @@ pub struct CudaBackend {
     /// first need, replaced only by a larger one, never freed before the backend
     /// (`ops_matmul.rs`).
     matmul_scratch: ops_matmul::Scratch,
+    /// `IRIS_GEMM_TILE`: one tensor-core GEMM variant for every matmul (to time the variants
+    /// against each other); `None` picks per shape.
+    gemm_tile: Option<&'static GemmTile>,
     stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
     device_name: String,
@@ -160,6 +165,20 @@ impl CudaBackend {
                 functions.insert(kernel, function);
             }
         }
+        for (kernel, bytes) in iris_kernels::cuda::gemm_mma::dynamic_shared_kernels() {
+            let function = functions
+                .get(kernel)
+                .ok_or_else(|| Error::Cuda(format!("kernel `{kernel}` was not loaded")))?;
+            function
+                .set_attribute(
+                    CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    bytes as i32,
+                )
+                .map_err(cuda_err(format_args!(
+                    "allowing `{kernel}` {bytes} bytes of dynamic shared memory on {device_name}"
+                )))?;
+        }
+        let gemm_tile = gemm_tile_from_env()?;
         let flag: CudaSlice<u8> = stream
             .alloc_zeros(ERROR_FLAG_BYTES)
             .map_err(cuda_err("allocating the device error flag"))?;
@@ -170,11 +189,24 @@ impl CudaBackend {
             inv_freqs: HashMap::new(),
             error_flag: CudaSlot::whole(flag, ERROR_FLAG_BYTES),
             matmul_scratch: ops_matmul::Scratch::default(),
+            gemm_tile,
             stream,
             ctx,
             device_name,
             compute_capability,
         })
+    }
+
+    /// The GEMM variant every matmul uses, if one is forced (`IRIS_GEMM_TILE` or
+    /// [`Self::force_gemm_tile`]).
+    pub fn forced_gemm_tile(&self) -> Option<&'static GemmTile> {
+        self.gemm_tile
+    }
+
+    /// Makes every later matmul use `tile` (`None`: the choice per output shape again). For
+    /// tests and benchmarks that compare the variants.
+    pub fn force_gemm_tile(&mut self, tile: Option<&'static GemmTile>) {
+        self.gemm_tile = tile;
     }
 
     /// The device's name as the driver reports it (e.g. "NVIDIA H100 80GB HBM3").
@@ -264,6 +296,28 @@ impl CudaBackend {
             .map_err(errors::alloc_err(format_args!("allocating {what}"), bytes))?;
         Ok(CudaSlot::whole(buffer, bytes))
     }
+}
+
+/// `IRIS_GEMM_TILE=<variant>` (e.g. `64x128x64`): that GEMM variant for every matmul. An
+/// unknown name is an error that lists the variants, not a silent fallback.
+fn gemm_tile_from_env() -> Result<Option<&'static GemmTile>> {
+    let Some(name) = std::env::var_os("IRIS_GEMM_TILE") else {
+        return Ok(None);
+    };
+    let name = name.to_string_lossy();
+    if name.is_empty() {
+        return Ok(None);
+    }
+    gemm_tile_named(&name).map(Some).ok_or_else(|| {
+        let known: Vec<&str> = GEMM_TILES
+            .iter()
+            .map(|t| t.kernel.trim_start_matches("gemm_bf16_mma_"))
+            .collect();
+        Error::Cuda(format!(
+            "IRIS_GEMM_TILE={name} names no GEMM variant (one of: {})",
+            known.join(", ")
+        ))
+    })
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -368,6 +422,46 @@ impl Backend for CudaBackend {
         unsafe { cu::memcpy_htod_async(dst, bytes, self.stream.cu_stream()) }.map_err(cuda_err(
             format_args!("copying {} bytes to the device", bytes.len()),
         ))
+    }
+
+    fn copy_slot(&mut self, src: &CudaSlot, dst: &CudaSlot, bytes: usize) -> Result<()> {
+        let invalid = |message: String| Error::InvalidOp {
+            op: "cuda slot copy",
+            message,
+        };
+        if bytes > src.len() || bytes > dst.len() {
+            return Err(invalid(format!(
+                "{bytes} bytes from a slot of {} into a slot of {}",
+                src.len(),
+                dst.len()
+            )));
+        }
+        let overlap = src.same_buffer(dst)
+            && src.offset() < dst.offset() + bytes
+            && dst.offset() < src.offset() + bytes;
+        if overlap {
+            // cuMemcpyDtoD leaves overlapping ranges undefined.
+            return Err(invalid(format!(
+                "{bytes} bytes from offset {} onto offset {} of the same allocation overlap",
+                src.offset(),
+                dst.offset()
+            )));
+        }
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.ctx
+            .bind_to_thread()
+            .map_err(cuda_err("binding the CUDA context"))?;
+        let (from, to) = (src.device_ptr(&self.stream), dst.device_ptr(&self.stream));
+        // SAFETY: both ranges of `bytes` lie inside live allocations of this backend (checked
+        // above; slots never extend past their allocation, and the `Arc`s the slots hold keep
+        // them allocated until the stream-ordered free after this copy), and they do not
+        // overlap. The copy is queued on the backend's stream, behind the kernels that wrote
+        // `src` and before any that read `dst`.
+        unsafe { cu::memcpy_dtod_async(to, from, bytes, self.stream.cu_stream()) }.map_err(
+            cuda_err(format_args!("copying {bytes} bytes between device buffers")),
+        )
     }
 
     fn read_into(&mut self, slot: &CudaSlot, out: &mut [u8]) -> Result<()> {

@@ -5,13 +5,14 @@
 //! |--------|-------|-------------------------------------------|--------------------|
 //! | f32    | any   | `matmul_f32` (f32 FMA, exact; for checks) | f32                |
 //! | bf16   | <= 8  | `gemv_bf16` (decode, memory bandwidth)    | rounded to bf16    |
-//! | bf16   | > 8   | `cast_f32_bf16` + `gemm_bf16_mma`         | rounded to bf16    |
+//! | bf16   | > 8   | `cast_f32_bf16` + `gemm_bf16_mma_*`       | rounded to bf16    |
 //!
 //! With a bf16 weight the activations are rounded to bf16 (nearest even) before the multiply
 //! and the products accumulate in f32 on the tensor cores, as PyTorch's bf16 `Linear` does:
 //! against an f32-activation reference that costs about 1e-6 NMSE; against a reference fed
 //! the same bf16-rounded activations only the summation order differs. The bias (f32 or bf16
-//! with a bf16 weight) is added in f32.
+//! with a bf16 weight) is added in f32. The GEMM's tile shape follows the output's size
+//! (`gemm_mma::gemm_tile_for`; `IRIS_GEMM_TILE` forces one, to time them against each other).
 //!
 //! Scratch: the GEMM reads bf16 activations from a buffer the backend owns (`Scratch`), and a
 //! bf16 weight whose rows are not 16-byte aligned (K % 8 != 0, or a view at an odd offset;
@@ -281,7 +282,14 @@ fn gemv(
     }
 }
 
-/// M > 8 with a bf16 weight: `cast_f32_bf16` into the scratch buffer, then `gemm_bf16_mma`.
+/// The GEMM variant of this matmul: the forced one, else the one its output size asks for.
+fn gemm_tile(backend: &CudaBackend, dims: Dims) -> &'static gemm_mma::GemmTile {
+    backend
+        .forced_gemm_tile()
+        .unwrap_or_else(|| gemm_mma::gemm_tile_for(dims.m, dims.n))
+}
+
+/// M > 8 with a bf16 weight: `cast_f32_bf16` into the scratch buffer, then `gemm_bf16_mma_*`.
 fn gemm(
     backend: &mut CudaBackend,
     dims: Dims,
@@ -295,7 +303,8 @@ fn gemm(
     if a_chunks > kernels::MAX_DIM || lda > kernels::MAX_DIM {
         return Err(too_large(&format!("{} x {lda} bf16 activations", dims.m)));
     }
-    if gemm_mma::gemm_tiles(dims.m, dims.n) > gemm_mma::GEMM_MAX_TILES {
+    let tile = gemm_tile(backend, dims);
+    if tile.tiles(dims.m, dims.n) > gemm_mma::GEMM_MAX_TILES {
         return Err(too_large(&format!("{} x {} output tiles", dims.m, dims.n)));
     }
     let a_bytes = region(dims.m as usize * lda * 2);
@@ -335,7 +344,7 @@ fn gemm(
     gemm_launch(backend, dims, (a_ptr, lda), weight, bias, output)
 }
 
-/// `gemm_bf16_mma` on prepared operands: (address, row stride) of a and of w.
+/// `gemm_bf16_mma_*` on prepared operands: (address, row stride) of a and of w.
 fn gemm_launch(
     backend: &CudaBackend,
     dims: Dims,
@@ -346,7 +355,8 @@ fn gemm_launch(
 ) -> Result<()> {
     let (bias_ptr, bias_bf16) = bias_args(backend, bias);
     let out_ptr = output.slot.device_ptr(&backend.stream);
-    // SAFETY: the arguments match gemm_bf16_mma's parameters (u64 a, w, bias, out; u32 m, n,
+    let tile = gemm_tile(backend, dims);
+    // SAFETY: the arguments match the gemm_bf16_mma_* parameters (u64 a, w, bias, out; u32 m, n,
     // k, lda, ldw, bias_bf16). It reads a: m rows of lda bf16 (the cast just queued on this
     // stream wrote them, zero beyond k), w: n rows of ldw bf16 whose rows start 16-byte
     // aligned (in place when weight_aligned, else the padded copy at a_bytes of the scratch,
@@ -354,12 +364,13 @@ fn gemm_launch(
     // a and w may be null); bias[..n] when non-null; and writes out[..m * n] f32 (check_slot:
     // held, aligned). gemm() checked that the tile count fits the 1-D grid and m, n, k, lda,
     // ldw <= MAX_DIM. The scratch is never freed while the backend lives; other allocations
-    // are freed stream-ordered, after the launch.
+    // are freed stream-ordered, after the launch. gemm_dims gives the variant its block size
+    // and dynamic shared memory, whose limit CudaBackend::new raised.
     unsafe {
         launch(
             backend,
-            "gemm_bf16_mma",
-            kernels::gemm_dims(dims.m, dims.n),
+            tile.kernel,
+            kernels::gemm_dims(tile, dims.m, dims.n),
             &[
                 Arg::Ptr(a_ptr),
                 Arg::Ptr(w_ptr),

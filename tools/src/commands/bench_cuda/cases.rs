@@ -223,12 +223,18 @@ fn embedding(t: usize, vocab: usize, dim: usize) -> Case {
     })
 }
 
-/// The suite: 7B-class and ViT-L shapes (same list as scripts/gpu/bench_kernels.py).
+/// The suite: 7B-class and ViT-L shapes, the 600-token rows of a LLaVA prompt (576 image
+/// tokens + text) among them (same list as scripts/gpu/bench_kernels.py).
 pub(super) fn cases() -> Vec<Case> {
     vec![
         matmul(8192, 8192, 8192),
         matmul(577, 4096, 1024),
         matmul(2048, 11008, 4096),
+        matmul(600, 4096, 4096),
+        matmul(600, 11008, 4096),
+        matmul(600, 4096, 11008),
+        matmul(577, 1024, 1024),
+        matmul(577, 1024, 4096),
         matmul(1, 11008, 4096),
         matmul(1, 4096, 4096),
         attention(1, 16, 577, 64, false),
@@ -269,6 +275,11 @@ mod tests {
                 "matmul 8192x8192x8192",
                 "matmul 577x4096x1024",
                 "matmul 2048x11008x4096",
+                "matmul 600x4096x4096",
+                "matmul 600x11008x4096",
+                "matmul 600x4096x11008",
+                "matmul 577x1024x1024",
+                "matmul 577x1024x4096",
                 "matmul 1x11008x4096",
                 "matmul 1x4096x4096",
                 "attention b1 h16 t577 d64",

@@ -1,0 +1,239 @@
+//! The tile shapes `gemm_bf16_mma` is generated in, and which one a matmul launches.
+//!
+//! Every variant is the same kernel design (see the header of `ptx/gemm_bf16_mma.ptx`) with
+//! its own block tile (`bm x bn`, walked `bk` deep), warp grid and pipeline depth. Large
+//! outputs want large tiles (fewer global and shared loads per product); outputs of a few
+//! hundred rows, as a ViT or a prompt of a few hundred tokens gives, want small ones, or most
+//! of the 132 SMs of an H100 sit idle in the last (often the only) wave.
+
+/// One generated variant of the tensor-core GEMM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmTile {
+    /// Kernel entry name in the `gemm_bf16_mma` module.
+    pub kernel: &'static str,
+    /// Output rows per block.
+    pub bm: u32,
+    /// Output columns per block.
+    pub bn: u32,
+    /// K per pipeline stage: 32 or 64.
+    pub bk: u32,
+    /// Warps along M; each owns `bm / warps_m` rows.
+    pub warps_m: u32,
+    /// Warps along N; each owns `bn / warps_n` columns.
+    pub warps_n: u32,
+    /// cp.async pipeline stages (tiles in flight + the one being multiplied).
+    pub stages: u32,
+}
+
+/// Shared memory a kernel may declare statically; beyond it the variant uses dynamic shared
+/// memory, which the backend must allow per function before launching.
+pub const STATIC_SHARED_LIMIT: u32 = 48 * 1024;
+
+impl GemmTile {
+    pub const fn threads(&self) -> u32 {
+        32 * self.warps_m * self.warps_n
+    }
+
+    /// Bytes of one row of a stage's tile (`bk` bf16).
+    pub const fn row_bytes(&self) -> u32 {
+        self.bk * 2
+    }
+
+    /// Bytes of one pipeline stage: the A tile (`bm` rows) then the W tile (`bn` rows).
+    pub const fn stage_bytes(&self) -> u32 {
+        (self.bm + self.bn) * self.row_bytes()
+    }
+
+    pub const fn shared_bytes(&self) -> u32 {
+        self.stage_bytes() * self.stages
+    }
+
+    /// Whether the kernel takes its shared memory as dynamic shared memory.
+    pub const fn dynamic_shared(&self) -> bool {
+        self.shared_bytes() > STATIC_SHARED_LIMIT
+    }
+
+    /// Rows of one warp's sub-tile, and its m16 tiles.
+    pub const fn warp_rows(&self) -> u32 {
+        self.bm / self.warps_m
+    }
+
+    /// Columns of one warp's sub-tile.
+    pub const fn warp_cols(&self) -> u32 {
+        self.bn / self.warps_n
+    }
+
+    /// 16-byte chunks per tile row.
+    pub const fn chunks_per_row(&self) -> u32 {
+        self.bk / 8
+    }
+
+    /// Tile rows one pass of the block's loads covers (each thread copies one chunk).
+    pub const fn rows_per_pass(&self) -> u32 {
+        self.threads() / self.chunks_per_row()
+    }
+
+    /// Output tiles of an `m x n` GEMM.
+    pub fn tiles(&self, m: u32, n: u32) -> u64 {
+        u64::from(m.div_ceil(self.bm)) * u64::from(n.div_ceil(self.bn))
+    }
+
+    /// Why this shape cannot be generated, if it cannot: the generator relies on each of these.
+    pub fn invalid(&self) -> Option<String> {
+        let pow2 = |v: u32| v.is_power_of_two();
+        let checks = [
+            (self.bk == 32 || self.bk == 64, "bk must be 32 or 64"),
+            (
+                pow2(self.bm) && pow2(self.bn),
+                "bm and bn must be powers of two",
+            ),
+            (
+                pow2(self.warps_m) && pow2(self.warps_n),
+                "the warp grid must be powers of two",
+            ),
+            (
+                self.warp_rows() >= 16 && self.warp_rows().is_multiple_of(16),
+                "warp rows must be whole m16 tiles",
+            ),
+            (
+                self.warp_cols() >= 16 && self.warp_cols().is_multiple_of(16),
+                "warp columns must be whole pairs of n8 tiles",
+            ),
+            (
+                self.warp_rows() <= 64 && self.warp_cols() <= 64,
+                "a warp holds at most 64 x 64 accumulators",
+            ),
+            (self.threads() <= 256, "at most 8 warps"),
+            (
+                self.bm.is_multiple_of(self.rows_per_pass())
+                    && self.bn.is_multiple_of(self.rows_per_pass()),
+                "load passes must cover the tiles exactly",
+            ),
+            (
+                (self.rows_per_pass() * self.row_bytes()).is_multiple_of(1024),
+                "a load pass must keep the swizzle (a multiple of 8 swizzle lines)",
+            ),
+            (self.stages >= 2, "at least two stages"),
+            (
+                self.bn * 4 <= self.stage_bytes(),
+                "the bias row must fit one stage",
+            ),
+            (
+                self.shared_bytes() <= 227 * 1024,
+                "at most 227 KiB of shared memory",
+            ),
+        ];
+        checks
+            .iter()
+            .find(|(ok, _)| !ok)
+            .map(|(_, why)| format!("{}: {why}", self.kernel))
+    }
+}
+
+const fn tile(
+    kernel: &'static str,
+    (bm, bn, bk): (u32, u32, u32),
+    (warps_m, warps_n): (u32, u32),
+    stages: u32,
+) -> GemmTile {
+    GemmTile {
+        kernel,
+        bm,
+        bn,
+        bk,
+        warps_m,
+        warps_n,
+        stages,
+    }
+}
+
+/// Every generated variant, in the order the module defines them.
+pub const GEMM_TILES: [GemmTile; 6] = [
+    tile("gemm_bf16_mma_128x128x32", (128, 128, 32), (2, 2), 3),
+    tile("gemm_bf16_mma_128x128x64", (128, 128, 64), (2, 2), 3),
+    tile("gemm_bf16_mma_128x256x64", (128, 256, 64), (2, 4), 3),
+    tile("gemm_bf16_mma_256x128x64", (256, 128, 64), (4, 2), 3),
+    tile("gemm_bf16_mma_64x128x64", (64, 128, 64), (2, 2), 4),
+    tile("gemm_bf16_mma_64x64x64", (64, 64, 64), (2, 2), 4),
+];
+
+/// The kernel names of [`GEMM_TILES`], for the module's entry list.
+pub const GEMM_KERNELS: [&str; 6] = [
+    GEMM_TILES[0].kernel,
+    GEMM_TILES[1].kernel,
+    GEMM_TILES[2].kernel,
+    GEMM_TILES[3].kernel,
+    GEMM_TILES[4].kernel,
+    GEMM_TILES[5].kernel,
+];
+
+/// Streaming multiprocessors the choice assumes (an H100 SXM has 132; fewer or more only
+/// shifts where the choice changes).
+const SMS: u64 = 132;
+
+/// The variant a matmul of `m x n` output launches: the large tile when it fills the SMs at
+/// least twice over, else the largest smaller tile that gives every SM a block.
+pub fn gemm_tile_for(m: u32, n: u32) -> &'static GemmTile {
+    let by_name = |name: &str| {
+        GEMM_TILES
+            .iter()
+            .find(|t| t.kernel == name)
+            .expect("a listed variant")
+    };
+    let large = by_name("gemm_bf16_mma_128x128x64");
+    if large.tiles(m, n) >= 2 * SMS {
+        return large;
+    }
+    let medium = by_name("gemm_bf16_mma_64x128x64");
+    if medium.tiles(m, n) >= SMS {
+        return medium;
+    }
+    by_name("gemm_bf16_mma_64x64x64")
+}
+
+/// The variant named `name` (a kernel name, or its shape suffix such as `64x128x64`).
+pub fn gemm_tile_named(name: &str) -> Option<&'static GemmTile> {
+    GEMM_TILES
+        .iter()
+        .find(|t| t.kernel == name || t.kernel.strip_prefix("gemm_bf16_mma_") == Some(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_is_generatable_and_listed_once() {
+        for (t, name) in GEMM_TILES.iter().zip(GEMM_KERNELS) {
+            assert_eq!(t.invalid(), None);
+            assert_eq!(t.kernel, name);
+            assert!(t.kernel.ends_with(&format!("{}x{}x{}", t.bm, t.bn, t.bk)));
+        }
+        let names: std::collections::HashSet<_> = GEMM_KERNELS.iter().collect();
+        assert_eq!(names.len(), GEMM_KERNELS.len());
+    }
+
+    #[test]
+    fn invalid_shapes_say_why() {
+        let mut t = GEMM_TILES[0];
+        t.bk = 48;
+        assert!(t.invalid().unwrap().contains("bk must be 32 or 64"));
+        let mut t = GEMM_TILES[0];
+        t.warps_n = 16;
+        assert!(t.invalid().unwrap().contains("whole pairs of n8 tiles"));
+    }
+
+    #[test]
+    fn choice_follows_the_output_size() {
+        assert_eq!(gemm_tile_for(8192, 8192).bm, 128);
+        assert_eq!(gemm_tile_for(2048, 11008).bm, 128);
+        assert_eq!(gemm_tile_for(600, 4096).kernel, "gemm_bf16_mma_64x128x64");
+        assert_eq!(gemm_tile_for(577, 1024).kernel, "gemm_bf16_mma_64x64x64");
+        assert_eq!(gemm_tile_for(9, 7).kernel, "gemm_bf16_mma_64x64x64");
+        assert_eq!(
+            gemm_tile_named("64x64x64").map(|t| t.kernel),
+            Some("gemm_bf16_mma_64x64x64")
+        );
+        assert_eq!(gemm_tile_named("nope"), None);
+    }
+}
