@@ -1,7 +1,8 @@
 //! The CUDA backend under the graph executor: the whole op-level harness against the CPU
 //! reference, cached attention over prefill then decode against full causal attention, and
-//! the tiny fixture models (`iris check`, greedy tokens) against transformers. Single ops
-//! called on the backend directly are in `cuda_ops.rs`.
+//! the tiny fixture models (`iris check`, greedy tokens) against transformers, and one
+//! executor's output copied into another's input on the device. Single ops called on the
+//! backend directly are in `cuda_ops.rs`.
 //!
 //! Without a CUDA device (no driver, no GPU) each test prints `skipping: <reason>` and
 //! passes; `IRIS_REQUIRE_CUDA=1` makes that a failure.
@@ -23,6 +24,7 @@ use iris_models::check_multimodal::check_model;
 use iris_models::generate::TextSession;
 use iris_models::text_model::TextModel;
 use iris_runtime::backend::cuda::CudaBackend;
+use iris_runtime::backend::{Backend, Operand};
 use iris_runtime::graph::{Executor, ExecutorOptions, GraphBuilder, ValueId};
 use iris_runtime::{DType, Tensor};
 
@@ -218,4 +220,66 @@ fn tiny_llama_greedy_matches_transformers() {
         out.tokens, expected,
         "greedy tokens differ from transformers"
     );
+}
+
+/// An output copied into another executor's input on the device (in two parts, from two
+/// runs) equals the host round trip; a wrong size, dtype or overlapping copy is an error.
+#[test]
+fn outputs_copied_into_inputs_on_the_device_match_the_host() {
+    let Some(mut be) = backend() else { return };
+    let mut rng = Rng::new(31);
+    let w = f32_tensor(&rng.vec(20, -1.0, 1.0), &[5, 4]);
+    let mut g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [2, 3, 4]).unwrap();
+    let wv = g.weight("w", w).unwrap();
+    let y = g.matmul(x, wv, None).unwrap();
+    g.output("y", y).unwrap();
+    let mut producer = Executor::new(&mut be, g.build(), ExecutorOptions::default()).unwrap();
+    let mut g = GraphBuilder::new();
+    let feats = g.input("feats", DType::F32, [1, 12, 5]).unwrap();
+    let z = g.scale(feats, 2.0).unwrap();
+    g.output("z", z).unwrap();
+    let mut consumer = Executor::new(&mut be, g.build(), ExecutorOptions::default()).unwrap();
+
+    let mut expected = Vec::new();
+    for part in 0..2 {
+        let x = f32_tensor(&rng.vec(24, -1.0, 1.0), &[2, 3, 4]);
+        producer.run(&mut be, &[("x", &x)]).unwrap();
+        expected.extend(producer.read(&mut be, "y").unwrap().to_vec_f32());
+        let src = producer.operand("y").unwrap();
+        consumer
+            .write_input_part_from(&mut be, "feats", part * 30, &src)
+            .unwrap();
+    }
+    consumer.execute(&mut be).unwrap();
+    let z = consumer.read(&mut be, "z").unwrap().to_vec_f32();
+    let doubled: Vec<f32> = expected.iter().map(|v| 2.0 * v).collect();
+    assert_eq!(z, doubled);
+
+    let src = producer.operand("y").unwrap();
+    let err = consumer
+        .write_input_from(&mut be, "feats", &src)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`feats`") && err.contains("240 bytes"),
+        "{err}"
+    );
+    let as_i32 = Operand {
+        dtype: DType::I32,
+        ..src.clone()
+    };
+    let err = consumer
+        .write_input_part_from(&mut be, "feats", 0, &as_i32)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`feats`") && err.contains("i32"), "{err}");
+    let arena = be.alloc(64).unwrap();
+    let (a, b) = (be.sub_slot(&arena, 4, 16), be.sub_slot(&arena, 12, 16));
+    let err = be.copy_slot(&a, &b, 16).unwrap_err().to_string();
+    assert!(err.contains("overlap"), "{err}");
+    let err = be.copy_slot(&a, &b, 17).unwrap_err().to_string();
+    assert!(err.contains("17 bytes from a slot of 16"), "{err}");
+    be.copy_slot(&a, &b, 8).unwrap(); // 4..12 onto 12..20: adjacent
+    be.synchronize().unwrap();
 }

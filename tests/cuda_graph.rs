@@ -1,7 +1,8 @@
 //! The decode step as a replayed CUDA graph (`Executor::execute_replayed` on the CUDA
 //! backend): step by step against the CPU backend's logits, greedy tokens against
-//! transformers' (tiny Llama, tiny LLaVA with an image), and graph on vs off
-//! (`IRIS_CUDA_GRAPH=0`) giving the same tokens, with both step times printed.
+//! transformers' (tiny Llama, tiny LLaVA with an image), graph on vs off
+//! (`IRIS_CUDA_GRAPH=0`) giving the same tokens, with both step times printed, and the
+//! vision graph replayed with its features copied to the prefill on the device.
 //!
 //! Without a CUDA device each test prints `skipping: <reason>` and passes;
 //! `IRIS_REQUIRE_CUDA=1` makes that a failure. Run on the GPU machine with
@@ -17,7 +18,7 @@ mod greedy_common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use iris_kernels::testing::{assert_nmse, NMSE_F32_REDUCTION};
+use iris_kernels::testing::{assert_nmse, NMSE_F32_ELEMENTWISE, NMSE_F32_REDUCTION};
 use iris_models::generate::sampling::argmax;
 use iris_models::generate::TextSession;
 use iris_models::pipeline::{MultimodalModel, MultimodalSession};
@@ -26,6 +27,7 @@ use iris_runtime::backend::cpu::CpuBackend;
 use iris_runtime::backend::cuda::CudaBackend;
 use iris_runtime::graph::ReplayState;
 use iris_runtime::safetensors::WeightStore;
+use iris_runtime::Tensor;
 
 use cuda_common::backend;
 use greedy_common::{fixture, greedy, greedy_json};
@@ -150,4 +152,64 @@ fn graph_on_and_off_give_the_same_tokens() {
         None => std::env::remove_var(GRAPH_ENV),
     }
     assert_eq!(runs[0], runs[1], "graph on and off chose different tokens");
+}
+
+/// `input_ids` and `pixel_values` of a fixture's reference file.
+fn reference(name: &str, file: &str) -> (Vec<u32>, Tensor) {
+    let store = WeightStore::open(fixture(name).join(file)).unwrap();
+    let ids = store.get("input_ids").unwrap().to_vec_i64().unwrap();
+    let ids = ids.iter().map(|&id| id as u32).collect();
+    (ids, store.get("pixel_values").unwrap())
+}
+
+/// The vision graph replays from the third run on and its features reach the prefill by a
+/// device-to-device copy (`prefill_images`): the logits equal those of the GPU's host path
+/// (features read back, then uploaded) and the CPU's, for one and two LLaVA images (two
+/// vision runs, in order) and the tiles of one Idefics3 image.
+#[test]
+fn replayed_vision_with_device_features_matches_the_host_path() {
+    let cases = [
+        ("tiny-llava", "reference.safetensors"),
+        ("tiny-llava", "reference_2images.safetensors"),
+        ("tiny-idefics3", "reference.safetensors"),
+    ];
+    for (name, file) in cases {
+        let Some(be) = backend() else { return };
+        let (ids, pixels) = reference(name, file);
+        let model = Arc::new(MultimodalModel::load(fixture(name), None).unwrap());
+        let mut cpu = MultimodalSession::new(model.clone(), CpuBackend::new(), 128).unwrap();
+        let features = cpu.encode_images(&pixels).unwrap();
+        let expected = cpu.prefill(&ids, Some(&features)).unwrap().to_vec();
+        let mut gpu = MultimodalSession::new(model, be, 128).unwrap();
+        let features = gpu.encode_images(&pixels).unwrap();
+        let host = gpu.prefill(&ids, Some(&features)).unwrap().to_vec();
+        let label = format!("{name}/{file}");
+        assert_nmse(
+            &format!("{label} host path vs cpu"),
+            &host,
+            &expected,
+            NMSE_F32_REDUCTION,
+        );
+        for run in 0..3 {
+            gpu.reset();
+            let start = Instant::now();
+            let device = gpu.prefill_images(&ids, Some(&pixels)).unwrap().to_vec();
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            println!(
+                "{label} device path run {run}: {ms:.2} ms ({:?})",
+                gpu.vision_replay_state()
+            );
+            assert_nmse(
+                &format!("{label} run {run}"),
+                &device,
+                &host,
+                NMSE_F32_ELEMENTWISE,
+            );
+        }
+        assert_eq!(
+            gpu.vision_replay_state(),
+            Some(&expected_state()),
+            "{label}"
+        );
+    }
 }

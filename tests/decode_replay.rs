@@ -5,7 +5,9 @@
 //! re-runs the stored ops over the same buffers. So these tests prove that the executor
 //! records once and replays with fresh inputs, falls back when recording fails, and that the
 //! decode loop gives transformers' greedy tokens when every step is a replay, reading back
-//! only the chosen id per greedy step. `iris bench e2e --json` reports the decode path.
+//! only the chosen id per greedy step; the vision graph of a multimodal session replays too,
+//! and its features reach the prefill by a copy on the backend, never read back.
+//! `iris bench e2e --json` reports the decode path.
 
 mod common;
 #[path = "common/greedy.rs"]
@@ -31,6 +33,7 @@ struct Counters {
     captures: AtomicUsize,
     replays: AtomicUsize,
     bytes_read: AtomicUsize,
+    bytes_copied: AtomicUsize,
 }
 
 struct StoredOp {
@@ -108,6 +111,13 @@ impl Backend for ReplayingCpu {
             .bytes_read
             .fetch_add(out.len(), Ordering::SeqCst);
         self.inner.read_into(slot, out)
+    }
+    fn copy_slot(&mut self, src: &CpuSlot, dst: &CpuSlot, bytes: usize) -> Result<()> {
+        self.refuse_while_recording("a device-to-device copy")?;
+        self.counters
+            .bytes_copied
+            .fetch_add(bytes, Ordering::SeqCst);
+        self.inner.copy_slot(src, dst, bytes)
     }
     fn execute(
         &mut self,
@@ -327,6 +337,46 @@ fn replayed_llava_decode_matches_transformers() {
         .unwrap();
     assert_eq!(out.generation.tokens, expected);
     assert_eq!(session.decode_replay_state(), &ReplayState::Recorded);
+}
+
+/// Generation with an image keeps the features on the backend (copied, never read back) and
+/// runs the vision graph through `execute_replayed`: the first image op by op, the second
+/// records, the third replays.
+#[test]
+fn replayed_llava_vision_keeps_the_features_on_the_backend() {
+    let dir = fixture("tiny-llava");
+    let (prompt, expected) = greedy_json(&dir);
+    let store = WeightStore::open(dir.join("reference.safetensors")).unwrap();
+    let pixels = store.get("pixel_values").unwrap();
+    let model = Arc::new(MultimodalModel::load(&dir, None).unwrap());
+    let (vocab, hidden) = (model.llm.config.vocab_size, model.llm.config.hidden_size);
+    let features = model.tokens_per_image() * hidden * 4;
+    let be = ReplayingCpu::default();
+    let counters = be.counters.clone();
+    let mut session = MultimodalSession::new(model, be, 128).unwrap();
+    let vision_states = [
+        ReplayState::NotRecorded,
+        ReplayState::Recorded,
+        ReplayState::Recorded,
+    ];
+    for (run, state) in vision_states.iter().enumerate() {
+        let (read, copied) = (
+            counters.bytes_read.load(Ordering::SeqCst),
+            counters.bytes_copied.load(Ordering::SeqCst),
+        );
+        let out = session
+            .generate(&prompt, Some(&pixels), &greedy(expected.len()), |_| true)
+            .unwrap();
+        assert_eq!(out.generation.tokens, expected, "run {run}");
+        assert_eq!(session.vision_replay_state(), Some(state), "run {run}");
+        // Read back: the prefill's logits and one id per decode step, no image features.
+        let read = counters.bytes_read.load(Ordering::SeqCst) - read;
+        assert_eq!(read, vocab * 4 + (expected.len() - 1) * 8, "run {run}");
+        let copied = counters.bytes_copied.load(Ordering::SeqCst) - copied;
+        assert_eq!(copied, features, "run {run}: one image's features copied");
+    }
+    // Decode recorded in the first run, vision in the second.
+    assert_eq!(counters.captures.load(Ordering::SeqCst), 2);
 }
 
 #[test]

@@ -2,13 +2,22 @@
 //! prefill graph built for the prompt puts them at the image-token positions, and the text
 //! decode graph (the LLM's own, built once) produces the following tokens over the shared KV
 //! cache.
+//!
+//! On the generation path the features never leave the backend: the prefill graph is
+//! compiled first, and after each vision run its output is copied into the prefill's
+//! `image_features` input where the backend holds both (a device-to-device copy on a GPU).
+//! `encode_images` reads them back to the host for checks. The vision graph runs through
+//! `Executor::execute_replayed`, as the decode step does: on a backend that records (CUDA
+//! graphs) the first image runs op by op, the second records, and later ones replay.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iris_runtime::backend::Backend;
 use iris_runtime::graph::{Executor, ExecutorOptions, ReplayState};
-use iris_runtime::Tensor;
+use iris_runtime::storage::{AlignedBuffer, CpuStorage};
+use iris_runtime::{DType, Layout, Tensor};
 
 use super::MultimodalModel;
 use crate::error::ModelError;
@@ -17,11 +26,22 @@ use crate::generate::{
 };
 use crate::llm::{KvCacheDtype, LogitsMode, PhaseShape};
 
+/// The vision graph's output and the prefill graph's input that takes it.
+const IMAGE_FEATURES: &str = "image_features";
+
 /// What `generate` returns: the text generation and the time spent encoding images.
 #[derive(Clone, Debug)]
 pub struct MultimodalOutput {
     pub generation: GenerationOutput,
     pub vision: Duration,
+}
+
+/// Where a prompt with images spent its time.
+struct PromptTimes {
+    /// The vision runs and the copies of their features.
+    vision: Duration,
+    /// Compiling and running the prefill graph, reading its logits.
+    prefill: Duration,
 }
 
 /// A multimodal model bound to a backend with its KV cache. One sequence at a time.
@@ -82,19 +102,49 @@ impl<B: Backend> MultimodalSession<B> {
         self.decode.replay_state()
     }
 
+    /// The same for the vision graph of the last batch size used (`None` before an image).
+    pub fn vision_replay_state(&self) -> Option<&ReplayState> {
+        self.vision.as_ref().map(|(_, exec)| exec.replay_state())
+    }
+
     /// Encodes `pixel_values` f32 [N, C, S, S] (N images for LLaVA, the N tiles of one image
     /// for Idefics3) into image features f32 [N, tokens_per_image, H]: the projector /
-    /// connector output, in the order the image tokens of the prompt take them.
+    /// connector output, in the order the image tokens of the prompt take them, read back to
+    /// the host (`iris check` compares them; generation keeps them on the backend).
     pub fn encode_images(&mut self, pixel_values: &Tensor) -> Result<Tensor, ModelError> {
-        let dims = pixel_values.dims().to_vec();
+        let (n, _) = self.vision_runs(pixel_values)?;
+        let (tokens, h) = self.feature_dims();
+        let image_bytes = tokens * h * DType::F32.size_in_bytes();
+        let mut out = AlignedBuffer::zeroed(n * image_bytes);
+        let bytes = out.as_mut_slice();
+        self.run_vision(pixel_values, |backend, vision, images| {
+            let part = &mut bytes[images.start * image_bytes..images.end * image_bytes];
+            Ok(vision.read_into(backend, IMAGE_FEATURES, part)?)
+        })?;
+        Ok(Tensor::from_storage(
+            Arc::new(CpuStorage::Owned(out)),
+            Layout::contiguous([n, tokens, h]),
+            DType::F32,
+        )?)
+    }
+
+    /// Rows per image (tile) and the LLM hidden size: one image's features are [rows, H].
+    fn feature_dims(&self) -> (usize, usize) {
+        (
+            self.model.tokens_per_image(),
+            self.model.llm.config.hidden_size,
+        )
+    }
+
+    /// Checks `pixel_values` is [N, C, H, W] with N > 0 that splits into vision runs; returns
+    /// N and the images per run.
+    fn vision_runs(&self, pixel_values: &Tensor) -> Result<(usize, usize), ModelError> {
+        let dims = pixel_values.dims();
         if dims.len() != 4 || dims[0] == 0 {
             return Err(ModelError::Invalid(format!(
                 "pixel_values must be [N, C, H, W] with N > 0, got {dims:?}"
             )));
         }
-        let pixels = pixel_values
-            .to_dtype(iris_runtime::DType::F32)?
-            .contiguous();
         let n = dims[0];
         let batch = self.model.vision_batch(n);
         if !n.is_multiple_of(batch) {
@@ -102,25 +152,41 @@ impl<B: Backend> MultimodalSession<B> {
                 "{n} images do not split into vision runs of {batch}"
             )));
         }
+        Ok((n, batch))
+    }
+
+    /// Runs the vision graph over `pixel_values`, one run per vision batch in image order,
+    /// and hands each run's executor (its output holds f32 [batch, rows, H], checked here) to
+    /// `take` with the range of images it encoded, before the next run overwrites it.
+    fn run_vision(
+        &mut self,
+        pixel_values: &Tensor,
+        mut take: impl FnMut(&mut B, &Executor<B>, Range<usize>) -> Result<(), ModelError>,
+    ) -> Result<(), ModelError> {
+        let (n, batch) = self.vision_runs(pixel_values)?;
         if self.vision.as_ref().map(|(b, _)| *b) != Some(batch) {
             let graph = self.model.build_vision_graph(batch)?;
-            self.vision = Some((
-                batch,
-                Executor::new(&mut self.backend, graph, ExecutorOptions::default())?,
-            ));
+            let exec = Executor::new(&mut self.backend, graph, ExecutorOptions::default())?;
+            let (tokens, h) = self.feature_dims();
+            let (shape, dtype) = exec.value_info(IMAGE_FEATURES)?;
+            if dtype != DType::F32 || shape.dims() != [batch, tokens, h] {
+                return Err(ModelError::Invalid(format!(
+                    "the vision graph gives {IMAGE_FEATURES} {dtype} {shape}, expected f32 \
+                     [{batch}, {tokens}, {h}]"
+                )));
+            }
+            self.vision = Some((batch, exec));
         }
         let (_, exec) = self.vision.as_mut().expect("compiled above");
-        let (tokens, h) = (
-            self.model.tokens_per_image(),
-            self.model.llm.config.hidden_size,
-        );
-        let mut out = Vec::with_capacity(n * tokens * h);
+        let pixels = pixel_values.to_dtype(DType::F32)?.contiguous();
         for start in (0..n).step_by(batch) {
-            let chunk = pixels.narrow(0, start, batch)?.contiguous();
-            exec.run(&mut self.backend, &[("pixel_values", &chunk)])?;
-            out.extend(exec.read(&mut self.backend, "image_features")?.to_vec_f32());
+            // A narrow along the first axis of a contiguous tensor is contiguous: no copy.
+            let chunk = pixels.narrow(0, start, batch)?;
+            exec.write_input(&mut self.backend, "pixel_values", &chunk)?;
+            exec.execute_replayed(&mut self.backend)?;
+            take(&mut self.backend, exec, start..start + batch)?;
         }
-        Ok(Tensor::from_slice(&out, [n, tokens, h])?)
+        Ok(())
     }
 
     fn check_fits(&self, prompt: usize) -> Result<(), ModelError> {
@@ -137,30 +203,18 @@ impl<B: Backend> MultimodalSession<B> {
         Ok(())
     }
 
-    /// Runs the prompt (image tokens taking the rows of `image_features`, any shape
-    /// [.., H] with as many rows as the prompt has image tokens) after what is cached.
-    fn run_prompt(
+    /// Compiles the prefill graph of `tokens` after what is cached and writes every input
+    /// but `image_features`, which must then get the `rows` feature rows the caller says the
+    /// images give (as many as the prompt has image tokens).
+    fn prompt_executor(
         &mut self,
         tokens: &[u32],
-        image_features: Option<&Tensor>,
+        rows: usize,
         logits: LogitsMode,
     ) -> Result<Executor<B>, ModelError> {
         self.check_fits(tokens.len())?;
         let image_token = self.model.image_token_id;
-        let h = self.model.llm.config.hidden_size;
         let n_tokens = tokens.iter().filter(|&&t| t == image_token).count();
-        let rows = match image_features {
-            None => 0,
-            Some(f) => {
-                if f.dims().last() != Some(&h) {
-                    return Err(ModelError::Invalid(format!(
-                        "image features {:?} do not end in the LLM hidden size {h}",
-                        f.dims()
-                    )));
-                }
-                f.numel() / h
-            }
-        };
         if n_tokens != rows {
             return Err(ModelError::Invalid(format!(
                 "the prompt has {n_tokens} image tokens (id {image_token}) but the images give {rows} feature rows \
@@ -184,25 +238,101 @@ impl<B: Backend> MultimodalSession<B> {
             .map(|&id| if id == image_token { 0 } else { id as i64 })
             .collect();
         let positions: Vec<i64> = (self.cached..self.cached + t).map(|p| p as i64).collect();
-        let ids = Tensor::from_slice(&ids, [1, t])?;
-        let positions = Tensor::from_slice(&positions, [1, t])?;
-        let past = Tensor::from_slice(&[self.cached as i64], [1])?;
-        let mut inputs = vec![
-            ("input_ids", &ids),
-            ("positions", &positions),
-            ("past_len", &past),
+        let inputs = [
+            ("input_ids", Tensor::from_slice(&ids, [1, t])?),
+            ("positions", Tensor::from_slice(&positions, [1, t])?),
+            ("past_len", Tensor::from_slice(&[self.cached as i64], [1])?),
         ];
-        let features;
-        if let Some(f) = image_features.filter(|_| rows > 0) {
-            features = f
-                .to_dtype(iris_runtime::DType::F32)?
-                .contiguous()
-                .reshape([1, rows, h])?;
-            inputs.push(("image_features", &features));
+        for (name, tensor) in &inputs {
+            exec.write_input(&mut self.backend, name, tensor)?;
         }
-        exec.run(&mut self.backend, &inputs)?;
-        self.cached += t;
         Ok(exec)
+    }
+
+    /// Runs a prompt executor whose inputs are all written; its tokens join the cache.
+    fn finish_prompt(&mut self, exec: &mut Executor<B>, tokens: usize) -> Result<(), ModelError> {
+        exec.execute(&mut self.backend)?;
+        self.cached += tokens;
+        Ok(())
+    }
+
+    /// Runs the prompt (image tokens taking the rows of host `image_features`, any shape
+    /// [.., H] with as many rows as the prompt has image tokens) after what is cached.
+    fn run_prompt(
+        &mut self,
+        tokens: &[u32],
+        image_features: Option<&Tensor>,
+        logits: LogitsMode,
+    ) -> Result<Executor<B>, ModelError> {
+        let h = self.model.llm.config.hidden_size;
+        let rows = match image_features {
+            None => 0,
+            Some(f) => {
+                if f.dims().last() != Some(&h) {
+                    return Err(ModelError::Invalid(format!(
+                        "image features {:?} do not end in the LLM hidden size {h}",
+                        f.dims()
+                    )));
+                }
+                f.numel() / h
+            }
+        };
+        let mut exec = self.prompt_executor(tokens, rows, logits)?;
+        if let Some(f) = image_features.filter(|_| rows > 0) {
+            let features = f.to_dtype(DType::F32)?.contiguous().reshape([1, rows, h])?;
+            exec.write_input(&mut self.backend, IMAGE_FEATURES, &features)?;
+        }
+        self.finish_prompt(&mut exec, tokens.len())?;
+        Ok(exec)
+    }
+
+    /// Encodes `pixel_values` (if any) and prefills `prompt` after what is cached, as
+    /// `prefill` does with the features of `encode_images`, but the features go from the
+    /// vision graph's output to the prefill graph's input on the backend and are never read
+    /// back. Returns the last position's logits.
+    pub fn prefill_images(
+        &mut self,
+        prompt: &[u32],
+        pixel_values: Option<&Tensor>,
+    ) -> Result<&[f32], ModelError> {
+        self.prefill_images_timed(prompt, pixel_values)?;
+        Ok(&self.logits)
+    }
+
+    /// `prefill_images`, timed: the vision runs apart from the prefill's own work.
+    fn prefill_images_timed(
+        &mut self,
+        prompt: &[u32],
+        pixel_values: Option<&Tensor>,
+    ) -> Result<PromptTimes, ModelError> {
+        let started = Instant::now();
+        let images = match pixel_values {
+            Some(pixels) => self.vision_runs(pixels)?.0,
+            None => 0,
+        };
+        let (tokens, h) = self.feature_dims();
+        let mut exec = self.prompt_executor(prompt, images * tokens, LogitsMode::Last)?;
+        let compiled = started.elapsed();
+        let vision_start = Instant::now();
+        if let Some(pixels) = pixel_values.filter(|_| images * tokens > 0) {
+            self.run_vision(pixels, |backend, vision, images| {
+                let features = vision.operand(IMAGE_FEATURES)?;
+                let at = images.start * tokens * h;
+                Ok(exec.write_input_part_from(backend, IMAGE_FEATURES, at, &features)?)
+            })?;
+        }
+        let vision = vision_start.elapsed();
+        let run_start = Instant::now();
+        self.finish_prompt(&mut exec, prompt.len())?;
+        exec.read_into(
+            &mut self.backend,
+            "logits",
+            bytemuck::cast_slice_mut(&mut self.logits),
+        )?;
+        Ok(PromptTimes {
+            vision,
+            prefill: compiled + run_start.elapsed(),
+        })
     }
 
     /// Logits of every position ([1, T, V]) of the prompt after what is cached (`iris check`).
@@ -253,9 +383,9 @@ impl<B: Backend> MultimodalSession<B> {
         self.cached = 0;
     }
 
-    /// Encodes `pixel_values` (if any), prefills `prompt` (whose image tokens must number
-    /// N x tokens_per_image) and generates, calling `on_token` with each new token; it
-    /// returns false to stop.
+    /// Encodes `pixel_values` (if any) and prefills `prompt` (whose image tokens must number
+    /// N x tokens_per_image) as `prefill_images` does, then generates, calling `on_token`
+    /// with each new token; it returns false to stop.
     pub fn generate(
         &mut self,
         prompt: &[u32],
@@ -264,16 +394,24 @@ impl<B: Backend> MultimodalSession<B> {
         on_token: impl FnMut(u32) -> bool,
     ) -> Result<MultimodalOutput, ModelError> {
         self.reset();
-        let start = Instant::now();
-        let features = pixel_values.map(|p| self.encode_images(p)).transpose()?;
-        let vision = start.elapsed();
-        let prefill_start = Instant::now();
-        self.prefill(prompt, features.as_ref())?;
-        let prefill = prefill_start.elapsed();
+        let started = Instant::now();
+        let times = self.prefill_images_timed(prompt, pixel_values)?;
+        // Time to first token counts from the start of the prefill's own work: the vision
+        // runs (between compiling the prefill graph and running it) are `vision`.
+        let prefill_start = started.checked_add(times.vision).unwrap_or(started);
         let vocab_size = self.model.llm.config.vocab_size;
-        let generation =
-            sample_until_stop(self, config, vocab_size, prefill_start, prefill, on_token)?;
-        Ok(MultimodalOutput { generation, vision })
+        let generation = sample_until_stop(
+            self,
+            config,
+            vocab_size,
+            prefill_start,
+            times.prefill,
+            on_token,
+        )?;
+        Ok(MultimodalOutput {
+            generation,
+            vision: times.vision,
+        })
     }
 }
 

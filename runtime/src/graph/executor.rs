@@ -1,7 +1,9 @@
 //! Compiling a graph for a backend (weights bound, arena allocated, every operand resolved)
 //! and replaying it. A run writes the inputs and launches one kernel per node: no
 //! allocation, no shape work. On a backend that records (CUDA graphs), `execute_replayed`
-//! records the launches once and replays them as one.
+//! records the launches once and replays them as one. An input can also be copied from
+//! another executor's output where the backend holds both (`operand`, `write_input_from`),
+//! so one graph feeds the next without a trip through host memory.
 
 use crate::backend::{Backend, Operand, Recording};
 use crate::dtype::DType;
@@ -11,6 +13,7 @@ use crate::graph::op::Op;
 use crate::graph::planner::{plan, Placement, Plan};
 use crate::graph::profile::{self, OpProfile};
 use crate::graph::shape_infer::reads_half_weight;
+use crate::layout::Shape;
 use crate::tensor::Tensor;
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -211,6 +214,69 @@ impl<B: Backend> Executor<B> {
         Ok(())
     }
 
+    /// Copies `src` (a value where the backend holds it: another executor's output, from
+    /// [`Executor::operand`]) into input `name` on the backend, with no host round trip. The
+    /// dtypes must be equal and so must the byte sizes (not the shapes: [N, T, H] fills
+    /// [1, N * T, H]).
+    pub fn write_input_from(
+        &mut self,
+        backend: &mut B,
+        name: &str,
+        src: &Operand<B::Slot>,
+    ) -> Result<()> {
+        let id = self.input_id(name)?;
+        let value = self.graph.value(id);
+        let (expected, found) = (
+            byte_size(&value.shape, value.dtype),
+            byte_size(&src.shape, src.dtype),
+        );
+        if src.dtype == value.dtype && found != expected {
+            return Err(Error::InvalidShape(format!(
+                "input `{name}` is {} {} ({expected} bytes); the value copied into it is {} {} \
+                 ({found} bytes)",
+                value.dtype, value.shape, src.dtype, src.shape
+            )));
+        }
+        self.write_input_part_from(backend, name, 0, src)
+    }
+
+    /// Copies `src` into input `name` from its element `at` on, as `write_input_from` does:
+    /// for an input assembled from several runs of another graph (the image features of
+    /// several vision runs, in order). The dtypes must be equal and `src` must fit; the caller
+    /// writes the rest of the input (the input counts as written from here on).
+    pub fn write_input_part_from(
+        &mut self,
+        backend: &mut B,
+        name: &str,
+        at: usize,
+        src: &Operand<B::Slot>,
+    ) -> Result<()> {
+        let id = self.input_id(name)?;
+        let value = self.graph.value(id);
+        if src.dtype != value.dtype {
+            return Err(Error::DTypeMismatch {
+                name: name.to_string(),
+                expected: value.dtype,
+                found: src.dtype,
+            });
+        }
+        let numel = value.shape.numel();
+        let end = at
+            .checked_add(src.shape.numel())
+            .filter(|&end| end <= numel);
+        let Some(end) = end else {
+            return Err(Error::InvalidShape(format!(
+                "input `{name}` is {} {} ({numel} elements): {} {} from element {at} does not fit",
+                value.dtype, value.shape, src.dtype, src.shape
+            )));
+        };
+        let size = value.dtype.size_in_bytes();
+        let dst = backend.sub_slot(&self.slots[id.0], at * size, (end - at) * size);
+        backend.copy_slot(&src.slot, &dst, (end - at) * size)?;
+        self.written[id.0] = true;
+        Ok(())
+    }
+
     /// Runs all nodes over the inputs written so far (every input must have been written
     /// at least once; later runs may rewrite only the ones that change).
     pub fn execute(&mut self, backend: &mut B) -> Result<()> {
@@ -316,7 +382,7 @@ impl<B: Backend> Executor<B> {
     }
 
     /// Shape and dtype of a value.
-    pub fn value_info(&self, name: &str) -> Result<(&crate::layout::Shape, DType)> {
+    pub fn value_info(&self, name: &str) -> Result<(&Shape, DType)> {
         let id = self
             .graph
             .find(name)
@@ -337,6 +403,19 @@ impl<B: Backend> Executor<B> {
             )));
         }
         Ok(id)
+    }
+
+    /// Where the backend holds a graph output, or a named value kept alive (see `read`): its
+    /// slot, dtype and shape, the source of [`Executor::write_input_from`]. The slot's bytes
+    /// are the value's until this executor runs again.
+    pub fn operand(&self, name: &str) -> Result<Operand<B::Slot>> {
+        let id = self.readable(name)?;
+        let value = self.graph.value(id);
+        Ok(Operand {
+            slot: self.slots[id.0].clone(),
+            dtype: value.dtype,
+            shape: value.shape.clone(),
+        })
     }
 
     /// Reads a graph output, or a named value kept alive (see `ExecutorOptions`).
@@ -368,6 +447,10 @@ impl<B: Backend> Drop for Executor<B> {
             eprint!("{}", profile.report(&title));
         }
     }
+}
+
+fn byte_size(shape: &Shape, dtype: DType) -> usize {
+    shape.numel() * dtype.size_in_bytes()
 }
 
 /// Each step's profile label: the op, its operands' dtypes and shapes, and its output's.
