@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 OUT_DIR=${IRIS_GPU_DIR:-.gpu} # another folder only to try this script without touching .gpu
-TESTS=(cuda_ops cuda_executor cuda_gemm cuda_attention cuda_graph)
+TESTS=(cuda_ops cuda_executor cuda_gemm cuda_attention cuda_graph cuda_smollm2)
 # Everything in .gpu travels with the device call, which carries 64 MiB at most.
 MAX_BYTES=$((64 << 20))
 
