@@ -411,6 +411,29 @@ fn model_shapes_match_reference() {
         &out,
     );
 
+    // A 7B prompt of 600 tokens, 32 heads: enough query tiles for the 8-warp flash kernels
+    // (128 query rows per CTA), causal over a plain K/V.
+    let prefill_7b = Case {
+        b: 1,
+        tq: 600,
+        tk: 600,
+        hq: 32,
+        hkv: 32,
+        d: 128,
+        causal: true,
+    };
+    assert_eq!(
+        iris_kernels::cuda::flash_attention::flash_attention_warps(128, 600, 32, 1),
+        8
+    );
+    let (got, want, _) = plain_attention(&mut be, &mut rng, prefill_7b, 0, false);
+    assert_nmse(
+        "7B prefill 600 x 32 heads d128 causal",
+        &got,
+        &want,
+        NMSE_HALF,
+    );
+
     let smol = CachedSequence::new(&mut be, &mut rng, "test.model.smollm2", (9, 3), 64, 2048);
     let (got, op, ops, out) = smol.step(&mut be, 0, 512);
     assert_nmse(

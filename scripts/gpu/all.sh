@@ -7,7 +7,7 @@
 # Phases, in order (name some to run only those: `bash scripts/gpu/all.sh tests llava`):
 #   tests    scripts/gpu/run_cuda_tests.sh   every CUDA kernel and graph against the CPU
 #   kernels  scripts/gpu/bench_kernels.sh    each CUDA op timed against PyTorch
-#   sweep    scripts/gpu/gemm_sweep.sh       every GEMM tile variant at every matmul shape
+#   sweep    scripts/gpu/sweep.sh            GEMM tile variants and flash warps, each timed
 #   llava    scripts/gpu/llava7b.sh          LLaVA-1.5-7B shape end to end, iris and PyTorch
 # Each phase writes into its own folder; after each, all of them are packed again into
 # $OUT/results.tgz, so a call stopped at its limit still brings back the phases that ended.
@@ -48,7 +48,7 @@ for phase in "${PHASES[@]}"; do
         ;;
     sweep)
         say "sweep"
-        OUT="$WORK/sweep" timeout 200 bash scripts/gpu/gemm_sweep.sh
+        OUT="$WORK/sweep" timeout 240 bash scripts/gpu/sweep.sh
         ;;
     llava)
         left=$((BUDGET_S - SECONDS))

@@ -108,9 +108,14 @@ def _kv(rng, b, kv_len, hkv, d, cache_rows):
                               max_kv=cache_rows)
 
 
-def flash(d, b, tq, tk, hq, hkv, causal, past=None, cache_rows=None, warp_order="parity", seed=0):
-    """Plain mode (past None: tk keys) or cache mode (kv_len = past + tq over cache_rows)."""
+def flash(d, b, tq, tk, hq, hkv, causal, past=None, cache_rows=None, warp_order="parity", seed=0,
+          warps=4):
+    """Plain mode (past None: tk keys) or cache mode (kv_len = past + tq over cache_rows), on
+    the entry with `warps` warps (16 query rows each) per CTA."""
     mode = f"Tk={tk}" if past is None else f"cache past={past} S={cache_rows}"
+    module = f"flash_attention_d{d}"
+    kernel = module if warps == 4 else f"{module}_w{warps}"
+    rows = 16 * warps
 
     def run(src):
         rng = np.random.default_rng(seed)
@@ -121,8 +126,7 @@ def flash(d, b, tq, tk, hq, hkv, causal, past=None, cache_rows=None, warp_order=
         pq, pk, pv = g.put(q, "q"), g.put(kd, "k"), g.put(vd, "v")
         po = g.alloc(q.nbytes, "out")
         pp = 0 if past is None else g.put(np.array([past], np.int64), "past_len")
-        name = f"flash_attention_d{d}"
-        launch(src.text(name), name, ((tq + 63) // 64, hq, b), 128,
+        launch(src.text(module), kernel, ((tq + rows - 1) // rows, hq, b), 32 * warps,
                dict(q=pq, k=pk, v=pv, out=po, past=pp, q_len=tq, kv_len=tk if past is None else 0,
                     heads=hq, group=hq // hkv, scale_log2=scale_log2(d), causal=int(causal),
                     **strides), g, warp_order=warp_order)
@@ -135,10 +139,10 @@ def flash(d, b, tq, tk, hq, hkv, causal, past=None, cache_rows=None, warp_order=
         return Result("nmse", nmse(got, exact), NMSE_HALF).also(
             "nmse vs the kernel's rounding", nmse(got, same_rounding), NMSE_SAME_ROUNDING)
     keys = tk if past is None else max(past + tq, 0)
-    ctas = (tq + 63) // 64 * hq * b
-    return Case(f"flash_attention_d{d} B={b} Tq={tq} {mode} H={hq}/{hkv} causal={int(causal)} "
-                f"warps={warp_order}", run, [f"flash_attention_d{d}"],
-                cost=ctas * ((keys + 63) // 64) * d // 16)
+    ctas = (tq + rows - 1) // rows * hq * b
+    return Case(f"{kernel} B={b} Tq={tq} {mode} H={hq}/{hkv} causal={int(causal)} "
+                f"warps={warp_order}", run, [module],
+                cost=ctas * warps // 4 * ((keys + 63) // 64) * d // 16)
 
 
 def decode_plan(d, group, tq, b, hkv, max_seq):
@@ -206,6 +210,13 @@ def cases():
         flash(80, 1, 64, 64, 1, 1, False, warp_order="reverse"),  # exactly one tile each
         flash(64, 1, 20, None, 1, 1, True, past=70, cache_rows=80),  # overflow: no write
         flash(128, 1, 20, None, 1, 1, True, past=-3, cache_rows=80),  # past < 0: no write
+        # 8 warps, 128 query rows per CTA (Q staged over the K and V halves of the tile).
+        flash(64, 1, 150, 150, 2, 1, True, warps=8),          # two ragged query tiles, GQA 2
+        flash(64, 2, 40, 100, 3, 3, False, warp_order="reverse", warps=8),
+        flash(80, 1, 130, None, 4, 2, True, past=45, cache_rows=200, warps=8),
+        flash(128, 1, 140, 77, 2, 1, False, warps=8),         # fewer keys than query rows
+        flash(128, 1, 200, 200, 1, 1, True, warp_order="reverse", warps=8),
+        flash(128, 1, 20, None, 1, 1, True, past=70, cache_rows=80, warps=8),  # overflow
         decode(64, 1, 1, 2, 2, 0, 5),                          # r1, a single key
         decode(64, 1, 1, 4, 2, 37, 80),                        # r2
         decode(64, 2, 2, 4, 2, 61, 64),                        # r4, the cache full

@@ -3,11 +3,16 @@
 use super::header::header;
 use super::mma::{pv, scores, softmax};
 use super::writer::PtxWriter;
-use super::{FLASH_KEYS, FLASH_THREADS};
+use super::{flash_warps, FLASH_KEYS};
 
-/// Sizes that follow from the head dim.
+/// Sizes that follow from the head dim and the warps per CTA.
 pub(super) struct Dims {
     pub(super) d: usize,
+    /// Warps per CTA, 16 query rows each.
+    pub(super) warps: usize,
+    /// Query rows per CTA (16 per warp).
+    pub(super) rows: usize,
+    pub(super) threads: usize,
     /// head_dim rounded up to 16: the k-dim of QK^T.
     pub(super) dp: usize,
     /// k-steps of 16 for QK^T.
@@ -19,37 +24,64 @@ pub(super) struct Dims {
     pub(super) row_bytes: usize,
     /// float4 chunks per head_dim row.
     pub(super) q4: usize,
-    /// float4 chunks each thread moves per 64-row tile.
+    /// float4 chunks each thread moves per 64-row K or V tile.
     pub(super) per_thread: usize,
+    /// float4 chunks each thread moves when staging the CTA's Q rows.
+    pub(super) q_per_thread: usize,
 }
 
 impl Dims {
-    fn new(d: usize) -> Self {
+    pub(super) fn new(d: usize, warps: usize) -> Self {
         let dp = d.div_ceil(16) * 16;
         let q4 = d / 4;
+        let threads = 32 * warps;
         Dims {
             d,
+            warps,
+            rows: 16 * warps,
+            threads,
             dp,
             ks: dp / 16,
             nt_o: d / 8,
             row_bytes: 2 * (dp + 8),
             q4,
-            per_thread: FLASH_KEYS as usize * q4 / FLASH_THREADS as usize,
+            per_thread: FLASH_KEYS as usize * q4 / threads,
+            q_per_thread: 16 * warps * q4 / threads,
+        }
+    }
+
+    /// The entry name: `flash_attention_d{D}` for 4 warps, `flash_attention_d{D}_w{W}` else.
+    pub(super) fn kernel(&self) -> String {
+        if self.warps == 4 {
+            format!("flash_attention_d{}", self.d)
+        } else {
+            format!("flash_attention_d{}_w{}", self.d, self.warps)
         }
     }
 }
 
-/// The PTX module text of `flash_attention_d{head_dim}`. `head_dim` must be one of
-/// [`super::FLASH_HEAD_DIMS`] (a multiple of 8 whose float4 chunks split evenly over 128 threads).
+/// The PTX module text of `flash_attention_d{head_dim}`: one entry per warp count of
+/// [`flash_warps`]. `head_dim` must be one of [`super::FLASH_HEAD_DIMS`] (a multiple of 8
+/// whose float4 chunks split evenly over the threads).
 pub fn flash_attention_ptx(head_dim: usize) -> String {
-    let dims = Dims::new(head_dim);
-    let name = format!("flash_attention_d{head_dim}");
+    let variants: Vec<Dims> = flash_warps(head_dim)
+        .iter()
+        .map(|&warps| Dims::new(head_dim, warps))
+        .collect();
     let mut w = PtxWriter::new();
-    header(&mut w, &name, &dims);
+    header(&mut w, &variants);
     w.raw(".version 7.0");
     w.raw(".target sm_80");
     w.raw(".address_size 64");
-    w.raw("");
+    for dims in &variants {
+        w.raw("");
+        entry(&mut w, dims);
+    }
+    w.finish()
+}
+
+fn entry(w: &mut PtxWriter, dims: &Dims) {
+    let name = dims.kernel();
     let params = [
         ("u64", "q"),
         ("u64", "k"),
@@ -73,24 +105,24 @@ pub fn flash_attention_ptx(head_dim: usize) -> String {
         w.raw(&format!("    .param .{ty} {name}_param_{p}{comma}"));
     }
     w.raw(")");
+    w.raw(&format!(".maxntid {}, 1, 1", dims.threads));
     w.raw("{");
-    declare(&mut w, &dims);
-    prologue(&mut w, &name, &dims);
-    stage_q(&mut w, &dims);
+    declare(w, dims);
+    prologue(w, &name, dims);
+    stage_q(w, dims);
     w.label("TILE_LOOP");
-    load_kv_tile(&mut w, &dims);
-    scores(&mut w, &dims);
-    softmax(&mut w, &dims);
-    pv(&mut w, &dims);
+    load_kv_tile(w, dims);
+    scores(w, dims);
+    softmax(w, dims);
+    pv(w, dims);
     w.op("add.u32", "%start, %start, 64");
     w.op("add.u32", "%tile, %tile, 1");
     w.op("setp.lt.u32", "%p_more, %tile, %n_tiles");
     w.op("@%p_more bra", "TILE_LOOP");
-    epilogue(&mut w, &dims);
+    epilogue(w, dims);
     w.label("DONE");
     w.raw("    ret;");
     w.raw("}");
-    w.finish()
 }
 
 fn names(prefix: &str, outer: usize, inner: usize) -> Vec<String> {
@@ -102,11 +134,8 @@ fn names(prefix: &str, outer: usize, inner: usize) -> Vec<String> {
 fn declare(w: &mut PtxWriter, x: &Dims) {
     let tile_bytes = FLASH_KEYS as usize * x.row_bytes;
     w.raw(&format!(
-        "    .shared .align 16 .b8 k_tile[{tile_bytes}];    // 64 rows x {} bytes: K (Q while staging), bf16",
-        x.row_bytes
-    ));
-    w.raw(&format!(
-        "    .shared .align 16 .b8 v_tile[{tile_bytes}];    // 64 rows x {} bytes: V, bf16",
+        "    .shared .align 16 .b8 kv_tile[{}];    // K then V tile, 64 rows x {} bytes each, bf16 (Q rows while staging)",
+        2 * tile_bytes,
         x.row_bytes
     ));
     let list = |s: &str| -> Vec<String> { s.split_whitespace().map(|n| format!("%{n}")).collect() };
@@ -205,7 +234,7 @@ fn prologue(w: &mut PtxWriter, name: &str, x: &Dims) {
     w.op("mov.u32", "%h, %ctaid.y");
     w.op("mov.u32", "%b, %ctaid.z");
     w.op("div.u32", "%kvh, %h, %group");
-    w.op("shl.b32", "%r0, %qt, 6");
+    w.op("shl.b32", &format!("%r0, %qt, {}", x.rows.trailing_zeros()));
     w.op("shl.b32", "%row_a, %warp, 4");
     w.op("add.u32", "%row_a, %row_a, %r0");
     w.op("add.u32", "%row_a, %row_a, %grp");
@@ -217,7 +246,7 @@ fn prologue(w: &mut PtxWriter, name: &str, x: &Dims) {
         "---- visible keys: rows r0 (fewest), the CTA's last row (most), and my two rows ----",
     );
     visible(w, "%vis_lo", "%r0");
-    w.op("add.u32", "%last, %r0, 63");
+    w.op("add.u32", &format!("%last, %r0, {}", x.rows - 1));
     w.op("sub.u32", "%tmp, %q_len, 1");
     w.op("min.u32", "%last, %last, %tmp");
     visible(w, "%vis_hi", "%last");
@@ -226,9 +255,12 @@ fn prologue(w: &mut PtxWriter, name: &str, x: &Dims) {
     w.op("add.u32", "%n_tiles, %vis_hi, 63");
     w.op("shr.u32", "%n_tiles, %n_tiles, 6");
     w.comment("---- shared addresses: tile bases and this lane's ldmatrix rows ----");
-    w.op("mov.u32", "%k_base, k_tile");
-    w.op("mov.u32", "%v_base, v_tile");
     let rb = x.row_bytes;
+    w.op("mov.u32", "%k_base, kv_tile");
+    w.op(
+        "add.u32",
+        &format!("%v_base, %k_base, {}", FLASH_KEYS as usize * rb),
+    );
     w.comment("q_ld = k_tile + (16 warp + (lane & 15)) * row_bytes + 16 (lane >> 4)");
     w.op("and.b32", "%tmp, %lane, 15");
     w.op("shl.b32", "%tmp2, %warp, 4");
@@ -255,9 +287,10 @@ fn prologue(w: &mut PtxWriter, name: &str, x: &Dims) {
     w.op("add.u32", "%v_ld, %v_ld, %tmp");
     if x.q4.is_power_of_two() {
         w.comment(&format!(
-            "tile loads: chunk tid + 128 n is row tid / {q4} + {step} n, column chunk tid % {q4}",
+            "tile loads: chunk tid + {threads} n is row tid / {q4} + {step} n, column chunk tid % {q4}",
+            threads = x.threads,
             q4 = x.q4,
-            step = FLASH_THREADS as usize / x.q4
+            step = x.threads / x.q4
         ));
         w.op(
             "shr.u32",
@@ -266,15 +299,16 @@ fn prologue(w: &mut PtxWriter, name: &str, x: &Dims) {
         w.op("and.b32", &format!("%col0, %thread, {}", x.q4 - 1));
         w.op(
             "mul.lo.u32",
-            &format!("%pos_step, %kv_pos, {}", FLASH_THREADS as usize / x.q4),
+            &format!("%pos_step, %kv_pos, {}", x.threads / x.q4),
         );
     }
     if x.dp > x.d {
         w.comment(&format!(
-            "zero the k-dim padding (columns {}..{}) of every k_tile row once: tile stores never touch it",
+            "zero the k-dim padding (columns {}..{}) of all 128 tile rows once (K rows and every \
+             staged Q row): tile stores never touch it",
             x.d, x.dp
         ));
-        w.op("setp.lt.u32", "%p_tmp, %thread, 64");
+        w.op("setp.lt.u32", "%p_tmp, %thread, 128");
         w.op("mad.lo.u32", &format!("%st, %thread, {rb}, %k_base"));
         w.op("mov.b32", "%lo, 0");
         w.op(
@@ -287,16 +321,10 @@ fn prologue(w: &mut PtxWriter, name: &str, x: &Dims) {
 /// Chunk `n`'s row and float4 column for the thread: `%row`, `%col4`.
 fn chunk_coords(w: &mut PtxWriter, x: &Dims, n: usize) {
     if x.q4.is_power_of_two() {
-        w.op(
-            "add.u32",
-            &format!("%row, %row0, {}", n * FLASH_THREADS as usize / x.q4),
-        );
+        w.op("add.u32", &format!("%row, %row0, {}", n * x.threads / x.q4));
         w.op("mov.u32", "%col4, %col0");
     } else {
-        w.op(
-            "add.u32",
-            &format!("%c, %thread, {}", n * FLASH_THREADS as usize),
-        );
+        w.op("add.u32", &format!("%c, %thread, {}", n * x.threads));
         w.op("div.u32", &format!("%row, %c, {}", x.q4));
         w.op("mul.lo.u32", &format!("%tmp, %row, {}", x.q4));
         w.op("sub.u32", "%col4, %c, %tmp");
@@ -334,8 +362,11 @@ pub(super) fn ld4(reg: &str, slot: usize) -> String {
 }
 
 fn stage_q(w: &mut PtxWriter, x: &Dims) {
-    w.comment("---- stage the CTA's 64 Q rows in k_tile as bf16 (rows >= q_len as zeros) ----");
-    for n in 0..x.per_thread {
+    w.comment(&format!(
+        "---- stage the CTA's {} Q rows in kv_tile as bf16 (rows >= q_len as zeros) ----",
+        x.rows
+    ));
+    for n in 0..x.q_per_thread {
         chunk_coords(w, x, n);
         w.op("add.u32", "%j, %r0, %row");
         w.op("setp.lt.u32", "%p_ld, %j, %q_len");
@@ -478,9 +509,15 @@ mod tests {
     #[test]
     fn tiles_split_evenly_and_fit_static_shared_memory() {
         for d in FLASH_HEAD_DIMS {
-            let x = Dims::new(d);
-            assert_eq!(x.d % 8, 0);
-            assert_eq!(x.per_thread * FLASH_THREADS as usize, 64 * x.q4, "d {d}");
+            for &warps in flash_warps(d) {
+                let x = Dims::new(d, warps);
+                assert_eq!(x.d % 8, 0);
+                assert_eq!(x.per_thread * x.threads, 64 * x.q4, "d {d}");
+                assert_eq!(x.q_per_thread * x.threads, x.rows * x.q4, "d {d}");
+                // Staged Q rows fit the K and V tiles together.
+                assert!(x.rows <= 2 * FLASH_KEYS as usize);
+            }
+            let x = Dims::new(d, 4);
             assert_eq!(x.row_bytes % 16, 0, "ldmatrix rows must be 16-byte aligned");
             // The skew: 8 consecutive rows start in 8 distinct 16-byte bank groups.
             let groups: std::collections::HashSet<usize> =
@@ -495,11 +532,15 @@ mod tests {
     fn generated_text_declares_its_fragment_registers() {
         for d in FLASH_HEAD_DIMS {
             let text = flash_attention_ptx(d);
-            let x = Dims::new(d);
+            let x = Dims::new(d, 4);
             assert!(text.contains(&format!("%qf{}_3", x.ks - 1)));
             assert!(text.contains(&format!("%o{}_3", x.nt_o - 1)));
             assert!(!text.contains(&format!("%o{}_0,", x.nt_o)));
-            assert_eq!(text.matches(".entry ").count(), 1);
+            assert_eq!(text.matches(".entry ").count(), flash_warps(d).len());
+            for &warps in flash_warps(d) {
+                let name = Dims::new(d, warps).kernel();
+                assert!(text.contains(&format!(".entry {name}(")), "{name}");
+            }
         }
     }
 }

@@ -5,8 +5,23 @@ use super::generate::Dims;
 use super::writer::{comment_block, PtxWriter};
 use super::FLASH_KEYS;
 
-pub(super) fn header(w: &mut PtxWriter, name: &str, x: &Dims) {
+pub(super) fn header(w: &mut PtxWriter, variants: &[Dims]) {
+    let x = &variants[0];
+    let name = x.kernel();
     let (d, dp, rb) = (x.d, x.dp, x.row_bytes);
+    let entries: Vec<String> = variants
+        .iter()
+        .map(|v| {
+            format!(
+                "{}: W = {} warps, {} threads, R = {} query rows per CTA",
+                v.kernel(),
+                v.warps,
+                v.threads,
+                v.rows
+            )
+        })
+        .collect();
+    let entries = entries.join("\n  ");
     let pad = if dp > d {
         format!(
             " Columns {d}..{dp} of the K tile are zeroed once (Q and K are zero-padded to the \
@@ -32,18 +47,23 @@ projections or the [B, Hkv, S, D] KV cache). q, k, v, out 16-byte aligned (float
 KV cache mode (past != 0): kv_len = *past + q_len (i64 in device memory); if past < 0 or
 kv_len > max_kv the CTA returns at once (kv_write_f32 raised the error flag).
 
-Launch (iris_kernels::cuda::flash_attention::flash_attention_dims): grid = (ceil(q_len / 64),
-heads, B), block = 128 (4 warps), {smem} bytes of static shared memory. CTA x handles query
-tile ceil(q_len / 64) - 1 - x (the longest causal rows start first).
+Entries (the same kernel with W warps of 16 query rows; flash_attention_warps picks one per
+launch: more rows per CTA read each K/V tile once for more queries, fewer keep more CTAs in
+flight when there are few query tiles):
+  {entries}
+Launch (iris_kernels::cuda::flash_attention::flash_attention_dims): grid = (ceil(q_len / R),
+heads, B), block = 32 W threads, {smem} bytes of static shared memory. CTA x handles query
+tile ceil(q_len / R) - 1 - x (the longest causal rows start first).
 Params: q, k, v, out, past (u64; past 0 = no cache); q_len, kv_len, heads, group, kv_batch,
 kv_head, kv_pos, max_kv (u32); scale_log2 = scale * log2(e) (f32); causal (u32, 0 or 1).
 
-Tiles: CTA rows r0 = 64 * tile .. r0 + 63; warp w owns rows r0 + 16 w .. + 15. Per key tile of
-64 keys (start = 64 t): all 128 threads load K and V rows start .. start + 63 as float4
-(thread i takes chunk c = tid + 128 n: row c / {q4}, columns 4 (c % {q4}) ..), round to bf16 and
-store them row-major in k_tile / v_tile, {rb} bytes a row ({dp} + 8 bf16: the skew puts
-the 8 rows of an ldmatrix phase in distinct bank groups), keys >= kv_len as zeros.{pad}
-Q is staged once through k_tile the same way and kept in registers as A fragments.
+Tiles: CTA rows r0 = R * tile .. r0 + R - 1; warp w owns rows r0 + 16 w .. + 15. Per key tile
+of 64 keys (start = 64 t): all 32 W threads load K and V rows start .. start + 63 as float4
+(thread i takes chunk c = tid + 32 W n: row c / {q4}, columns 4 (c % {q4}) ..), round to bf16
+and store them row-major in the K and V halves of kv_tile, {rb} bytes a row ({dp} + 8 bf16: the
+skew puts the 8 rows of an ldmatrix phase in distinct bank groups), keys >= kv_len as
+zeros.{pad} Q is staged once through kv_tile the same way (R rows from its start: with R = 128
+the last 64 land in the V half) and kept in registers as A fragments.
 
 Fragments (PTX ISA, mma.m16n8k16 .bf16; lane = 4 grp + tig, grp = lane >> 2, tig = lane & 3):
   A (16 x 16, row): a0a1 = (row grp, cols 2 tig, +1); a2a3 = (row grp + 8, same cols);
@@ -73,11 +93,13 @@ when the max grows, O and the lane's partial row sum l are scaled by ex2(m_old -
 (m = -inf is replaced by 0 as the subtrahend, so masked rows give p = 0, never NaN). At the
 end l is summed over the quad and out = O / l (0 when l = 0), stored as float2 per lane.
 
-Speed: not measured yet (written without a GPU; checked by ptxas and a CPU emulation of the
-PTX only). No cp.async pipelining: the f32 -> bf16 conversion goes through registers.
+Speed (H100, iris bench kernels): the 4-warp entry ran 4 x 32 heads x 4096 tokens x d128
+causal in 3.34 ms (165 TFLOP/s, 27% of SDPA); the 8-warp entries are not measured yet. No
+cp.async pipelining: the f32 -> bf16 conversion goes through registers.
 ",
         smem = 2 * FLASH_KEYS as usize * rb,
         q4 = x.q4,
+        entries = entries,
     );
     comment_block(w, &text);
 }

@@ -21,7 +21,7 @@ use iris_kernels::cuda::attention_decode::{
     combine_dims, decode_dims, decode_plan, DecodePlan, ATTENTION_DECODE_COMBINE_F32,
 };
 use iris_kernels::cuda::flash_attention::{
-    flash_attention_dims, flash_attention_kernel, FLASH_MIN_ROWS,
+    flash_attention_dims, flash_attention_kernel, flash_attention_warps, FLASH_MIN_ROWS,
 };
 
 use super::ops::{check_slot, expect_inputs, expect_shape, invalid, kernel_u32, unsupported};
@@ -39,6 +39,17 @@ const EXACT_ATTENTION_ENV: &str = "IRIS_CUDA_EXACT_ATTENTION";
 fn exact_attention() -> bool {
     static EXACT: OnceLock<bool> = OnceLock::new();
     *EXACT.get_or_init(|| std::env::var(EXACT_ATTENTION_ENV).is_ok_and(|v| v.trim() == "1"))
+}
+
+/// `IRIS_FLASH_WARPS=4|8`: that many warps per flash CTA wherever the head dim has such a
+/// kernel (to time the two against each other); unset, the launch shape decides.
+fn forced_flash_warps() -> Option<usize> {
+    static WARPS: OnceLock<Option<usize>> = OnceLock::new();
+    *WARPS.get_or_init(|| {
+        std::env::var("IRIS_FLASH_WARPS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 /// `[x [B, T, H, D], positions i64 [B, T]]`, inv_freq uploaded in `table`.
@@ -185,12 +196,13 @@ fn aligned16(backend: &CudaBackend, operands: &[&Operand<CudaSlot>]) -> bool {
     operands.iter().all(|o| dev(backend, o).is_multiple_of(16))
 }
 
-/// The flash kernel for this call, when it applies (see the module header).
+/// The flash kernel for this call and its warps per CTA, when it applies (see the module
+/// header).
 fn flash_kernel(
     backend: &CudaBackend,
     call: &Call,
     operands: &[&Operand<CudaSlot>],
-) -> Option<&'static str> {
+) -> Option<(&'static str, usize)> {
     if exact_attention()
         || call.tq < FLASH_MIN_ROWS
         || call.hq > 65535
@@ -198,7 +210,12 @@ fn flash_kernel(
     {
         return None;
     }
-    flash_attention_kernel(call.d)
+    let (tq, hq, b) = (call.tq as u32, call.hq as u32, call.b as u32);
+    let chosen = flash_attention_warps(call.d, tq, hq, b);
+    let warps = forced_flash_warps()
+        .filter(|w| flash_attention_kernel(call.d, *w).is_some())
+        .unwrap_or(chosen);
+    flash_attention_kernel(call.d, warps).map(|kernel| (kernel, warps))
 }
 
 /// The split-KV plan for a cached call, when it applies.
@@ -268,7 +285,7 @@ unsafe fn run_f32(backend: &CudaBackend, call: &Call, ptrs: &Ptrs, mask: u64) ->
 /// As [`run_f32`], and every address 16-byte aligned (`aligned16`).
 unsafe fn run_flash(
     backend: &CudaBackend,
-    kernel: &'static str,
+    (kernel, warps): (&'static str, usize),
     call: &Call,
     ptrs: &Ptrs,
 ) -> Result<()> {
@@ -280,7 +297,7 @@ unsafe fn run_flash(
         launch(
             backend,
             kernel,
-            flash_attention_dims(call.tq as u32, call.hq as u32, call.b as u32),
+            flash_attention_dims(warps, call.tq as u32, call.hq as u32, call.b as u32),
             &[
                 Arg::Ptr(ptrs.q),
                 Arg::Ptr(ptrs.k),
