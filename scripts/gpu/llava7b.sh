@@ -17,7 +17,8 @@
 #   3. `iris bench e2e --device cuda --dtype bf16` on that folder with a photo (600 prompt
 #      tokens, 128 new, 1 warm-up + 2 runs), bounded so the table is always written;
 #   4. if time is left: decode with and without the CUDA graph on a text prompt;
-#   5. the table, $OUT/llava7b.md. Also in $OUT: llava7b.log, torch.json, iris*.json.
+#   5. the table, $OUT/llava7b.md. Also in $OUT: llava7b.log, torch.json, iris*.json;
+#   6. if time is left: a per-op profile of one run (IRIS_PROFILE=1) in $OUT/profile.txt.
 # The whole call is meant to fit in about 8 minutes (LLAVA7B_BUDGET_S, default 540 s).
 #
 # LLAVA7B_DEVICE=cpu is a smoke test of this script on a machine without a GPU: the tiny
@@ -115,6 +116,15 @@ main() {
     say "table"
     python3 scripts/gpu/llava7b.py table --torch "$OUT/torch.json" --iris "$OUT/iris.json" \
         --out "$OUT/llava7b.md" "${graph_args[@]}"
+
+    if (( $(left) > 60 )); then
+        say "per-op profile (IRIS_PROFILE=1: one synchronize per op, so slower than above)"
+        IRIS_PROFILE=1 timeout $(( $(left) - 20 )) "$IRIS" bench e2e --device "$DEVICE" --dtype bf16 \
+            --model "$CKPT" --image "$IMAGE" --prompt-tokens "$prompt_tokens" --gen-tokens 8 \
+            --runs 1 --warmup 1 --json > /dev/null 2> "$OUT/profile.txt" \
+            || echo "the profiled run failed (see profile.txt)"
+        grep -A 12 "^profile of" "$OUT/profile.txt" || true
+    fi
     say "done"
 }
 
