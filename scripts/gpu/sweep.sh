@@ -15,7 +15,8 @@ cd "$(dirname "$0")/../.."
 IRIS=.gpu/bin/iris
 DIR=${OUT:-/tmp/iris-gemm-sweep}
 mkdir -p "$DIR/sweep"
-VARIANTS=(128x128x32 128x128x64 128x256x64 256x128x64 64x128x64 64x64x64)
+VARIANTS=(128x128x32_s3 128x128x64_s3 128x256x64_s3 256x128x64_s3 64x128x64_s3 64x128x64_s4
+    64x64x64_s3 64x64x64_s4)
 
 status=0
 for v in "${VARIANTS[@]}" chosen; do

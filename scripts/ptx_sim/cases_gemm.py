@@ -75,11 +75,11 @@ def _bf16_rows(rng, rows, k, ld):
     return out
 
 
-DEFAULT_TILE = "128x128x32"
+DEFAULT_TILE = "128x128x32_s3"
 
 
 def tile_shape(src, tile):
-    """(bm, bn, threads, dynamic shared bytes) of variant `tile` (e.g. "64x128x64"), read from
+    """(bm, bn, threads, dynamic shared bytes) of variant `tile` (e.g. "64x128x64_s3"), read from
     the entry list in the module's header, as the generator wrote it."""
     kernel = f"gemm_bf16_mma_{tile}"
     m = re.search(rf"^//\s+{kernel}: (\d+) x (\d+) x \d+, (\d+) x (\d+) warps of \d+ x \d+, "
@@ -162,7 +162,8 @@ def cases():
         gemm(300, 260, 300, "f32", cp_async="early"),      # 3 x 3 tiles, 10 K tiles
         # The other tile shapes: several tiles with ragged edges, more K tiles than stages,
         # K % 8 != 0, K = 0, odd N (scalar stores) and even N (paired stores), both biases.
-        *[case for tile in ("128x128x64", "128x256x64", "256x128x64", "64x128x64", "64x64x64")
+        *[case for tile in ("128x128x64_s3", "128x256x64_s3", "256x128x64_s3", "64x128x64_s3",
+                            "64x128x64_s4", "64x64x64_s3", "64x64x64_s4")
           for case in (
               gemm(9, 7, 24, "none", tile=tile),
               gemm(20, 9, 0, "bf16", tile=tile),

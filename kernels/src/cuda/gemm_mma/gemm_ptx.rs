@@ -7,7 +7,7 @@ use std::fmt::Write;
 use super::tile::{GemmTile, GEMM_TILES};
 
 const HEADER: &str = r#"//
-// gemm_bf16_mma_<BM>x<BN>x<BK>: out[m, n] = sum_k a[m, k] * w[n, k] (+ bias[n]) on tensor
+// gemm_bf16_mma_<BM>x<BN>x<BK>_s<S>: out[m, n] = sum_k a[m, k] * w[n, k] (+ bias[n]) on tensor
 // cores: bf16 operands, f32 accumulation (mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32),
 // f32 out. One design, one entry per tile shape (the list after this header gives each
 // entry's BM x BN block tile, BK, warp grid WM x WN, stages S and shared memory). The backend

@@ -133,13 +133,13 @@ mod tests {
 
     #[test]
     fn dims_cover_ragged_edges() {
-        let t128 = gemm_tile_named("128x128x32").unwrap();
+        let t128 = gemm_tile_named("128x128x32_s3").unwrap();
         assert_eq!(gemm_dims(t128, 129, 257).grid, (6, 1, 1));
         assert_eq!(gemm_dims(t128, 1, 1).grid, (1, 1, 1));
         assert_eq!(gemm_dims(t128, 128, 128).block, (128, 1, 1));
         assert_eq!(gemm_dims(t128, 128, 128).shared_mem_bytes, 0);
         assert_eq!(t128.tiles(8192, 8192), 64 * 64);
-        let wide = gemm_tile_named("128x256x64").unwrap();
+        let wide = gemm_tile_named("128x256x64_s3").unwrap();
         assert_eq!(gemm_dims(wide, 129, 257).grid, (4, 1, 1));
         assert_eq!(gemm_dims(wide, 1, 1).block, (256, 1, 1));
         assert_eq!(gemm_dims(wide, 1, 1).shared_mem_bytes, 3 * 384 * 128);

@@ -148,23 +148,27 @@ const fn tile(
 }
 
 /// Every generated variant, in the order the module defines them.
-pub const GEMM_TILES: [GemmTile; 6] = [
-    tile("gemm_bf16_mma_128x128x32", (128, 128, 32), (2, 2), 3),
-    tile("gemm_bf16_mma_128x128x64", (128, 128, 64), (2, 2), 3),
-    tile("gemm_bf16_mma_128x256x64", (128, 256, 64), (2, 4), 3),
-    tile("gemm_bf16_mma_256x128x64", (256, 128, 64), (4, 2), 3),
-    tile("gemm_bf16_mma_64x128x64", (64, 128, 64), (2, 2), 4),
-    tile("gemm_bf16_mma_64x64x64", (64, 64, 64), (2, 2), 4),
+pub const GEMM_TILES: [GemmTile; 8] = [
+    tile("gemm_bf16_mma_128x128x32_s3", (128, 128, 32), (2, 2), 3),
+    tile("gemm_bf16_mma_128x128x64_s3", (128, 128, 64), (2, 2), 3),
+    tile("gemm_bf16_mma_128x256x64_s3", (128, 256, 64), (2, 4), 3),
+    tile("gemm_bf16_mma_256x128x64_s3", (256, 128, 64), (4, 2), 3),
+    tile("gemm_bf16_mma_64x128x64_s3", (64, 128, 64), (2, 2), 3),
+    tile("gemm_bf16_mma_64x128x64_s4", (64, 128, 64), (2, 2), 4),
+    tile("gemm_bf16_mma_64x64x64_s3", (64, 64, 64), (2, 2), 3),
+    tile("gemm_bf16_mma_64x64x64_s4", (64, 64, 64), (2, 2), 4),
 ];
 
 /// The kernel names of [`GEMM_TILES`], for the module's entry list.
-pub const GEMM_KERNELS: [&str; 6] = [
+pub const GEMM_KERNELS: [&str; 8] = [
     GEMM_TILES[0].kernel,
     GEMM_TILES[1].kernel,
     GEMM_TILES[2].kernel,
     GEMM_TILES[3].kernel,
     GEMM_TILES[4].kernel,
     GEMM_TILES[5].kernel,
+    GEMM_TILES[6].kernel,
+    GEMM_TILES[7].kernel,
 ];
 
 /// Streaming multiprocessors the choice assumes (an H100 SXM has 132; fewer or more only
@@ -180,18 +184,18 @@ pub fn gemm_tile_for(m: u32, n: u32) -> &'static GemmTile {
             .find(|t| t.kernel == name)
             .expect("a listed variant")
     };
-    let large = by_name("gemm_bf16_mma_128x128x64");
+    let large = by_name("gemm_bf16_mma_128x128x64_s3");
     if large.tiles(m, n) >= 2 * SMS {
         return large;
     }
-    let medium = by_name("gemm_bf16_mma_64x128x64");
+    let medium = by_name("gemm_bf16_mma_64x128x64_s3");
     if medium.tiles(m, n) >= SMS {
         return medium;
     }
-    by_name("gemm_bf16_mma_64x64x64")
+    by_name("gemm_bf16_mma_64x64x64_s3")
 }
 
-/// The variant named `name` (a kernel name, or its shape suffix such as `64x128x64`).
+/// The variant named `name` (a kernel name, or its shape suffix such as `64x128x64_s3`).
 pub fn gemm_tile_named(name: &str) -> Option<&'static GemmTile> {
     GEMM_TILES
         .iter()
@@ -207,7 +211,9 @@ mod tests {
         for (t, name) in GEMM_TILES.iter().zip(GEMM_KERNELS) {
             assert_eq!(t.invalid(), None);
             assert_eq!(t.kernel, name);
-            assert!(t.kernel.ends_with(&format!("{}x{}x{}", t.bm, t.bn, t.bk)));
+            assert!(t
+                .kernel
+                .ends_with(&format!("{}x{}x{}_s{}", t.bm, t.bn, t.bk, t.stages)));
         }
         let names: std::collections::HashSet<_> = GEMM_KERNELS.iter().collect();
         assert_eq!(names.len(), GEMM_KERNELS.len());
@@ -227,12 +233,15 @@ mod tests {
     fn choice_follows_the_output_size() {
         assert_eq!(gemm_tile_for(8192, 8192).bm, 128);
         assert_eq!(gemm_tile_for(2048, 11008).bm, 128);
-        assert_eq!(gemm_tile_for(600, 4096).kernel, "gemm_bf16_mma_64x128x64");
-        assert_eq!(gemm_tile_for(577, 1024).kernel, "gemm_bf16_mma_64x64x64");
-        assert_eq!(gemm_tile_for(9, 7).kernel, "gemm_bf16_mma_64x64x64");
         assert_eq!(
-            gemm_tile_named("64x64x64").map(|t| t.kernel),
-            Some("gemm_bf16_mma_64x64x64")
+            gemm_tile_for(600, 4096).kernel,
+            "gemm_bf16_mma_64x128x64_s3"
+        );
+        assert_eq!(gemm_tile_for(577, 1024).kernel, "gemm_bf16_mma_64x64x64_s3");
+        assert_eq!(gemm_tile_for(9, 7).kernel, "gemm_bf16_mma_64x64x64_s3");
+        assert_eq!(
+            gemm_tile_named("64x64x64_s4").map(|t| t.kernel),
+            Some("gemm_bf16_mma_64x64x64_s4")
         );
         assert_eq!(gemm_tile_named("nope"), None);
     }

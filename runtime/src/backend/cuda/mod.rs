@@ -298,7 +298,7 @@ impl CudaBackend {
     }
 }
 
-/// `IRIS_GEMM_TILE=<variant>` (e.g. `64x128x64`): that GEMM variant for every matmul. An
+/// `IRIS_GEMM_TILE=<variant>` (e.g. `64x128x64_s3`): that GEMM variant for every matmul. An
 /// unknown name is an error that lists the variants, not a silent fallback.
 fn gemm_tile_from_env() -> Result<Option<&'static GemmTile>> {
     let Some(name) = std::env::var_os("IRIS_GEMM_TILE") else {
