@@ -320,6 +320,10 @@ impl<B: Backend> MultimodalSession<B> {
                 let at = images.start * tokens * h;
                 Ok(exec.write_input_part_from(backend, IMAGE_FEATURES, at, &features)?)
             })?;
+            // A GPU backend only queued the vision work: wait for it, so `vision` is the
+            // device's time and not the host's launch time (which would move the rest of
+            // the vision into the prefill's).
+            self.backend.synchronize()?;
         }
         let vision = vision_start.elapsed();
         let run_start = Instant::now();
