@@ -221,8 +221,8 @@ def cmd_time(args):
 IRIS_KEYS = [
     "matmul 8192x8192x8192", "matmul 577x4096x1024", "matmul 2048x11008x4096",
     "matmul 600x4096x4096", "matmul 600x11008x4096", "matmul 600x4096x11008",
-    "matmul 577x1024x1024", "matmul 577x1024x4096", "matmul 1x11008x4096", "matmul 1x4096x4096", "attention b1 h16 t577 d64",
-    "attention b4 h32 t4096 d128 causal",
+    "matmul 577x1024x1024", "matmul 577x1024x4096", "matmul 1x11008x4096",
+    "matmul 1x4096x4096", "attention b1 h16 t577 d64", "attention b4 h32 t4096 d128 causal",
     "attention b1 h32 t600 d128 causal", "attention_decode h32 kv4096 d128",
     "rms_norm 2048x4096", "add 2048x4096", "silu_mul 2048x11008", "rope 2048x32x128",
     "embedding 2048 of 32000x4096",
