@@ -3,7 +3,9 @@
 
 Covered: cast_f32_bf16, pad_bf16, gemm_bf16_mma, gemv_bf16, flash_attention_d{64,72,80,128},
 attention_decode_d{64,128} (every r entry) and attention_decode_combine_f32, on small random
-cases with odd sizes and ragged edges, causal and not, GQA, the KV cache with past_len.
+cases with odd sizes and ragged edges, causal and not, GQA, the KV cache with past_len; and
+rms_norm_f32(_wbf16), rope_f32, embedding_f32(_wbf16) on both their vector and scalar paths
+(aligned and misaligned buffers, odd dims, in place, bad ids).
 Prints one line per case (NMSE or mismatch count against its bound) and exits non-zero on
 any mismatch, interpreter error, or entry point of a covered module left unlaunched.
 
@@ -42,7 +44,7 @@ except ImportError:
     sys.path.insert(0, target)
 
 from ptx_sim import SimError, parse_module  # noqa: E402
-from ptx_sim import cases_attention, cases_gemm, machine, mutations  # noqa: E402
+from ptx_sim import cases_attention, cases_gemm, cases_rows, machine, mutations  # noqa: E402
 from ptx_sim.harness import Sources  # noqa: E402
 
 
@@ -50,7 +52,8 @@ def build_jobs(ptx_dir, only, self_test):
     """(cases, mutations, jobs): the cases, then each self-test's case on its broken text.
     Deterministic, so that every worker process builds the same list (closures do not pickle)."""
     sources = Sources(ptx_dir)
-    cases = [c for c in cases_gemm.cases() + cases_attention.cases() if only in c.name]
+    every = cases_gemm.cases() + cases_attention.cases() + cases_rows.cases()
+    cases = [c for c in every if only in c.name]
     muts = [m for m in mutations.mutations() if only in m.case.name] if self_test else []
     jobs = [(c, sources) for c in cases]
     for m in muts:

@@ -6,10 +6,11 @@ the text assembles, this proves (within its model) that it computes the right th
 
 What is modelled
   * Parsing (parse.py): `.entry` kernels with `.param`, `.reg`, `.shared` (static) and labels.
-  * Instructions (operands.py, ops.py, mem_ops.py, warp_ops.py): integer and f32 arithmetic
-    (add sub mul mad div rem min max and or xor not shl shr neg abs, fma, ex2 and friends),
-    setp (with .and/.or), selp, mov (incl. packing {a, b}), cvt (ints, f32 <-> bf16, bf16x2,
-    float <-> int), cvta.to.global, ld/st .param/.global/.shared (scalar, .v2, .v4), bra,
+  * Instructions (operands.py, ops.py, mem_ops.py, warp_ops.py): integer, f32 and f64
+    arithmetic (add sub mul mad div rem min max and or xor not shl shr neg abs, fma (exact in
+    f64), ex2 and friends), setp (with .and/.or), selp, mov (incl. packing {a, b}), cvt (ints,
+    f32 <-> f64, f32 <-> bf16, bf16x2, float <-> int, float -> integral float),
+    cvta.to.global, ld/st .param/.global/.shared (scalar, .v2, .v4), atom.global.cas.b32, bra,
     ret/exit, bar.sync, cp.async.{ca,cg}.shared.global (+ commit_group, wait_group,
     wait_all), ldmatrix.m8n8.x1/.x2/.x4[.trans], mma.sync.m16n8k16.row.col.f32.bf16.bf16.f32,
     shfl.sync (up/down/bfly/idx, full mask), bar.warp.sync. Anything else (an unknown opcode,
@@ -31,14 +32,15 @@ What is not
     here follow the project's reading of the PTX ISA. A misreading shared by the kernel and
     this interpreter passes: only a GPU run can catch it.
   * Numerics: `.approx` math is exact here; mma sums in f64 then rounds (the tensor core's
-    order and truncation differ slightly); fma rounds twice (f64 then f32). So checks use
+    order and truncation differ slightly); f32 fma rounds twice (f64 then f32). So checks use
     NMSE bounds, not bit equality, wherever floats are summed; the bounds are tight (the
     references round where the kernels round) but say nothing of the hardware's rounding.
   * Timing, occupancy, bank conflicts, register limits and spills (ptxas checks those),
     caches and `.nc` coherence, memory ordering beyond barriers, write-after-read races
     other than those the warp order exposes, races through global memory, the barrier id
-    of bar.sync (all barriers are one), 2-D/3-D blocks, dynamic shared memory, atomics,
-    local memory, generic addressing, f16/tf32/int8 mma.
+    of bar.sync (all barriers are one), 2-D/3-D blocks, dynamic shared memory, atomics
+    other than atom.cas (which runs thread by thread, in order), local memory, generic
+    addressing, f16/tf32/int8 mma.
 """
 
 from .machine import SimError, launch

@@ -1,6 +1,6 @@
-"""Memory instructions: ld/st on .param, .global and .shared (scalar, .v2, .v4) and
-cp.async with its groups. The memory model itself (checks, poison, races, when copies land)
-is memory.py."""
+"""Memory instructions: ld/st on .param, .global and .shared (scalar, .v2, .v4),
+atom.global.cas.b32 and cp.async with its groups. The memory model itself (checks, poison,
+races, when copies land) is memory.py."""
 
 import re
 
@@ -61,6 +61,28 @@ def ld_st(ins, parts, ctx):
         else:
             ctx.gmem.store(addrs, data)
     return Step(PLAIN, store)
+
+
+def atom(ins, parts, ctx):
+    """atom.global.cas.b32 d, [a], b, c: d = old word; the word becomes c where it was b. The
+    active threads go one after another, in thread order."""
+    mods = [m for m in parts[1:] if m not in CACHE_MODS]
+    if mods != ["global", "cas", "b32"] or len(ins.args) != 4:
+        raise PtxError(f"{ins}: only atom.global.cas.b32 d, [a], b, c is modelled")
+    at = address(ctx, ins.args[1])
+    compare, value = source(ctx, ins.args[2], "b32"), source(ctx, ins.args[3], "b32")
+    put = dest(ctx, ins.args[0], "b32")
+
+    def fn(sel):
+        n = len(ctx.ids[sel])
+        addrs = np.broadcast_to(at(sel), (n,))
+        cmp_ = np.broadcast_to(np.asarray(compare(sel), dtype=np.uint32), (n,))
+        new = np.broadcast_to(np.asarray(value(sel), dtype=np.uint32), (n,))
+        old = np.empty(n, dtype=np.uint32)
+        for t in range(n):
+            old[t] = ctx.gmem.atomic_cas(addrs[t], cmp_[t], new[t])
+        put(sel, old)
+    return Step(PLAIN, fn)
 
 
 def cp_async(ins, parts, ctx):

@@ -4,7 +4,9 @@ as late (or, on request, as early) as the program allows.
 
 Every access is checked: aligned to its full size (a v4.f32 load to 16 bytes), inside one
 allocation (global) or inside the CTA's static shared memory, global stores only into
-allocations not marked read-only and never into a byte another CTA of the same launch stored.
+allocations not marked read-only and never into a byte another CTA of the same launch stored
+(atomics excepted: any CTA may swap a word, and a plain store after it by another CTA is
+reported).
 Addresses are vectors, one per active thread."""
 
 import numpy as np
@@ -110,6 +112,17 @@ class GlobalMemory:
                                   "in this launch")
             self.writer[idx] = self.cta
         self.mem[idx] = data
+
+
+    def atomic_cas(self, addr, compare, value):
+        """The u32 at `addr`; replaced by `value` where it equals `compare` (atom.cas)."""
+        off = int(self._offsets(np.array([addr], dtype=np.uint64), 4, True)[0])
+        old = self.mem[off:off + 4].view(np.uint32)[0]
+        if old == compare:
+            self.mem[off:off + 4] = np.array([value], dtype=np.uint32).view(np.uint8)
+            if self.writer is not None:  # a later plain store by another CTA is a race
+                self.writer[off:off + 4] = self.cta
+        return old
 
 
 class SharedMemory:

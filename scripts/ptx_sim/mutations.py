@@ -4,6 +4,7 @@ so that the edit no longer breaks it: then pick a new edit)."""
 
 from . import cases_attention as attn
 from . import cases_gemm as mm
+from . import cases_rows as rows
 
 
 class StaleMutation(Exception):
@@ -69,4 +70,25 @@ def mutations():
                  "%word0, %x1, %x0;", "%word0, %x0, %x1;", 1, mm.cast(5, 24, skew=0)),
         Mutation("bf16 halves packed in the wrong order", "pad_bf16",
                  "{%h0, %h1}", "{%h1, %h0}", 1, mm.pad(3, 13, skew=2)),
+        Mutation("drop the bar.sync before warp 0 adds the warp sums", "rms_norm_f32_wbf16",
+                 BAR, "", 1, rows.rms_norm(3, 4096, "bf16")),
+        Mutation("vector pass 1: the streamed chunks start at the last register chunk (summed "
+                 "twice)", "rms_norm_f32_wbf16", "add.u32         %col, %c4_3, %block_size;",
+                 "mov.u32         %col, %c4_3;", 1, rows.rms_norm(2, 1000, "bf16", block=32)),
+        Mutation("the last register chunk stored under the third chunk's predicate",
+                 "rms_norm_f32", "@%p_c3 st.global.v4.f32", "@%p_c2 st.global.v4.f32", 1,
+                 rows.rms_norm(3, 1000, "f32", in_place=True)),
+        Mutation("vector rotation: x_p * s added, not subtracted, for the low quad", "rope_f32",
+                 "    neg.f64         %tmp, %tmp;\n", "", 1, rows.rope(5, 3, 64, 32)),
+        Mutation("pass-through quads read from the rotated dims", "rope_f32",
+                 "add.u32         %col, %col, %rot_dim;", "", 1, rows.rope(7, 2, 24, 8)),
+        Mutation("bf16 pair widened high/low swapped", "embedding_f32_wbf16",
+                 "shl.b32         %e0, %a0, 16;", "and.b32         %e0, %a0, 0xffff0000;", 1,
+                 rows.embedding(100, 576, 7, "bf16")),
+        Mutation("a trip's second unit stored without its predicate", "embedding_f32",
+                 "@%p_ok1 st.global.v4.f32", "st.global.v4.f32", 1,
+                 rows.embedding(40, 4, 9, "f32", blocks=1)),
+        Mutation("a bad id of the vector path raises no error", "embedding_f32",
+                 "atom.global.cas.b32 %flag_old, [%err_ptr], 0, 1;", "", 2,
+                 rows.embedding(51, 24, 13, "f32", bad=((3, 51), (7, -1)))),
     ]

@@ -4,11 +4,14 @@ arithmetic, comparisons, moves and conversions; ld/st/cp.async are in mem_ops.py
 warp-wide instructions in warp_ops.py, control flow and barriers are scheduled by machine.py.
 
 Integer arithmetic wraps, shifts clamp, division by zero is reported. Float arithmetic is
-IEEE round-to-nearest-even in f32 (numpy); fma is computed in f64 and rounded once more to
-f32 (the double rounding can differ from a true fma in the last bit, rarely); `.approx`
+IEEE round-to-nearest-even in f32 and f64 (numpy); f32 fma is computed in f64 and rounded once
+more to f32 (the double rounding can differ from a true fma in the last bit, rarely); f64 fma
+is exact (rational arithmetic, rounded once), so f64 code reproduces bit for bit; `.approx`
 instructions (ex2, rcp, div.full, ...) are computed exactly and rounded, so the interpreter
 cannot see their hardware error; `.ftz` flushes subnormal inputs and results; rounding modes
 other than .rn are refused."""
+
+from fractions import Fraction
 
 import numpy as np
 
@@ -28,6 +31,22 @@ def _ftz(x):
 
 def _f64(f):
     return lambda x: f(x.astype(np.float64))
+
+
+def _fma_f64(x, y, z):
+    """x * y + z rounded once to f64 (as fma.rn.f64): exact rationals per element, IEEE
+    f64 arithmetic where an operand is not finite."""
+    x, y, z = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, dtype=np.float64))
+                                    for v in (x, y, z)))
+    out = x * y + z
+    finite = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+    for i in zip(*np.nonzero(finite)):
+        exact = Fraction(float(x[i])) * Fraction(float(y[i])) + Fraction(float(z[i]))
+        try:
+            out[i] = float(exact)  # int / int true division: correctly rounded
+        except OverflowError:
+            out[i] = np.inf if exact > 0 else -np.inf
+    return out
 
 
 _FLOAT_UNARY = {
@@ -50,7 +69,9 @@ def _float_op(ins, base, mods, ty, ctx):
     dt = DTYPES[ty]
     args = [source(ctx, a, ty) for a in ins.args[1:]]
     put = dest(ctx, ins.args[0], ty)
-    if base in ("fma", "mad"):
+    if base in ("fma", "mad") and ty == "f64":
+        compute = _fma_f64
+    elif base in ("fma", "mad"):
         def compute(x, y, z):
             return (x.astype(np.float64) * y + z).astype(dt)
     elif base in _FLOAT_BINARY:
@@ -275,8 +296,10 @@ def cvt(ins, parts, ctx):
             v = f(np.asarray(x(sel), dtype=np.float64))
             put(sel, np.where(np.isnan(v), 0, np.clip(v, info.min, info.max)).astype(ddt))
         return Step(PLAIN, fn)
-    if to_int:
-        raise PtxError(f"{ins}: rounding to an integral float not modelled")
+    if to_int:  # float -> integral float of the same type (cvt.rni.f64.f64, ...)
+        if dty != sty or dty not in FLOATS or len(to_int) != 1:
+            raise PtxError(f"{ins}: rounding to an integral float needs one float type")
+        return Step(PLAIN, lambda sel: put(sel, to_int[0](np.asarray(x(sel))).astype(ddt)))
     return Step(PLAIN, lambda sel: put(sel, np.asarray(x(sel)).astype(ddt)))
 
 
@@ -343,6 +366,8 @@ def decode(ins, ctx):
         step = Step(PLAIN, lambda sel: None)
     elif base in ("ld", "st"):
         step = mem_ops.ld_st(ins, parts, ctx)
+    elif base == "atom":
+        step = mem_ops.atom(ins, parts, ctx)
     elif base == "cp":
         step = mem_ops.cp_async(ins, parts, ctx)
     elif base in ("ldmatrix", "mma", "shfl"):

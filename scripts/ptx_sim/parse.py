@@ -1,11 +1,11 @@
 """PTX text -> entries: parameters, register and shared declarations, instructions, labels.
 
 Only what the project's kernels write is accepted: one `.entry` per kernel with `.param`s,
-`.reg` and `.shared` declarations (anywhere in the body; nested `{ }` scopes are flattened, so
-a register name must be declared once), labels, and `[@[!]%p] opcode operands;` statements,
-plus module-scope `.extern .shared` arrays (dynamic shared memory: placed after an entry's
-static shared memory, sized at launch). Anything else (`.local`, `.func` calls) raises
-`PtxError` naming the line."""
+`.reg` and `.shared` declarations (arrays or scalars; anywhere in the body; nested `{ }`
+scopes are flattened, so a register name must be declared once), labels, and
+`[@[!]%p] opcode operands;` statements, plus module-scope `.extern .shared` arrays (dynamic
+shared memory: placed after an entry's static shared memory, sized at launch). Anything else
+(`.local`, `.func` calls) raises `PtxError` naming the line."""
 
 import re
 
@@ -149,10 +149,10 @@ def _directive(entry, text, line):
                                    "(scopes are flattened)")
                 entry.regs[n] = ty
         return
-    m = re.match(r"^\.shared\s+(?:\.align\s+(\d+)\s+)?\.(\w+)\s+(\w+)\[(\d+)\]$", text)
-    if m:
+    m = re.match(r"^\.shared\s+(?:\.align\s+(\d+)\s+)?\.(\w+)\s+(\w+)(?:\[(\d+)\])?$", text)
+    if m:  # an array, or a scalar (one element)
         align = int(m.group(1) or _SIZES[m.group(2)])
-        size = _SIZES[m.group(2)] * int(m.group(4))
+        size = _SIZES[m.group(2)] * int(m.group(4) or 1)
         offset = (entry.shared_size + align - 1) // align * align
         entry.shared[m.group(3)] = (offset, size)
         entry.shared_size = offset + size

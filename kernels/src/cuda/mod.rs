@@ -2,8 +2,9 @@
 //! at compile time and loaded by the runtime's CUDA backend at run time (no nvcc, no NVRTC,
 //! no CUDA needed to build). Every file targets `sm_80` (A100, Ada, H100) with PTX ISA 7.0.
 //! `scripts/check_ptx.sh` assembles each one offline with `ptxas` for sm_80 and sm_90a, and
-//! `scripts/check_ptx_sim.py` runs the tensor-core, cast and attention kernels' PTX on a CPU
-//! interpreter (`scripts/ptx_sim`) against NumPy references, no GPU needed.
+//! `scripts/check_ptx_sim.py` runs the tensor-core, cast, attention, RMSNorm, RoPE and
+//! embedding kernels' PTX on a CPU interpreter (`scripts/ptx_sim`) against NumPy references,
+//! no GPU needed.
 //!
 //! This module knows nothing of cudarc, tensors or device memory: it holds the sources and
 //! the launch shape each kernel expects ([`LaunchDims`], from sizes). Each `.ptx` file's
@@ -19,10 +20,10 @@
 //! | `mul_f32`             | `out[i] = a[i] * b[i % b_len]`            | [`elementwise_dims`]    |
 //! | `scale_f32`, `silu_f32`, `silu_mul_f32`, `quick_gelu_f32`, `gelu_erf_f32`, `gelu_tanh_f32` | elementwise | [`elementwise_dims`] |
 //! | `softmax_f32`, `layer_norm_f32(_wbf16)`, `argmax_f32` | one block per row | [`row_dims`] |
-//! | `embedding_f32(_wbf16)` | row gather, i64 ids, error flag         | [`elementwise_dims`]    |
+//! | `embedding_f32(_wbf16)` | row gather, i64 ids, error flag, 16-byte chunks | [`elementwise_dims`] |
 //! | `copy_strided_b32`    | rank-6 strided copy (permute/slice/concat/pixel shuffle) | [`elementwise_dims`] |
 //! | `conv2d_f32(_wbf16)`  | direct conv, one thread per output        | [`elementwise_dims`]    |
-//! | `rope_f32`            | rotate_half RoPE, f64 sin/cos             | [`elementwise_dims`]    |
+//! | `rope_f32`            | rotate_half RoPE, f64 sin/cos per 2 heads | [`elementwise_dims`]    |
 //! | `kv_write_f32`        | KV-cache append at device past_len        | [`elementwise_dims`]    |
 //! | `attention_f32`       | one warp per query row, online softmax    | [`attention_dims`]      |
 //! | `flash_attention_d{64,72,80,128}` | prefill attention, bf16 mma, generated | [`flash_attention::flash_attention_dims`] |
@@ -36,8 +37,14 @@
 //! trap: they write a code into a small device error flag that the backend checks at every
 //! synchronize and read ([`ERROR_EMBEDDING_ID`], [`ERROR_KV_OVERFLOW`]).
 //!
-//! ptxas 12.9 (`-v`): add_f32 16 registers; rms_norm_* 19 (sm_80) / 18 (sm_90a) registers,
-//! 132 B shared; matmul_* 64 (sm_80) / 56 (sm_90a) registers, 8704 B shared; no spills.
+//! RMSNorm, RoPE and embedding have a 16-byte vector path, taken when the buffers the runtime
+//! passes are 16-byte aligned (arena and weight slots are; views need only be aligned for
+//! their dtype) and the row length is a multiple of 4 (8 for a bf16 embedding table; RoPE's
+//! rotary half too), and a scalar path for everything else (the file headers say which).
+//!
+//! ptxas 12.9 (`-v`, sm_80 / sm_90a): add_f32 16 registers; rms_norm_f32 53 / 55,
+//! rms_norm_f32_wbf16 45 / 46 registers, 132 B shared; rope_f32 48 / 44; embedding_* 32 / 32;
+//! matmul_* 64 / 56 registers, 8704 B shared; no spills.
 
 pub mod attention_decode;
 pub mod flash_attention;
@@ -277,8 +284,12 @@ pub const ADD_BLOCK: u32 = 256;
 /// Most blocks `add_f32` is launched with; larger inputs loop (grid-stride). 2048 x 256
 /// threads is about four waves of resident threads on a 132-SM H100.
 pub const ADD_MAX_BLOCKS: u32 = 2048;
-/// Threads per block (one block per row) of the RMSNorm kernels; a multiple of 32.
-pub const RMS_NORM_BLOCK: u32 = 256;
+/// Floats of its row each RMSNorm thread keeps in registers (four float4 chunks): the block
+/// is sized so that a row of up to `RMS_NORM_FLOATS_PER_THREAD * RMS_NORM_MAX_BLOCK` floats
+/// stays in registers between the two passes.
+pub const RMS_NORM_FLOATS_PER_THREAD: u32 = 16;
+/// Most threads per block of the RMSNorm kernels (longer rows stream the rest).
+pub const RMS_NORM_MAX_BLOCK: u32 = 1024;
 /// Output tile of the matmul kernels: `MATMUL_TILE x MATMUL_TILE` per block.
 pub const MATMUL_TILE: u32 = 64;
 /// Threads per block of the matmul kernels (16 x 16, each 4 x 4 outputs).
@@ -298,11 +309,15 @@ pub fn add_f32_dims(n: u32) -> LaunchDims {
     }
 }
 
-/// Launch of `rms_norm_f32*` over `rows >= 1` rows: one block of 256 threads per row.
-pub fn rms_norm_dims(rows: u32) -> LaunchDims {
+/// Launch of `rms_norm_f32*` over `rows >= 1` rows of `dim` floats: one block per row, of
+/// `dim / 16` threads rounded up to whole warps, 32 to 1024 (256 for dim 4096).
+pub fn rms_norm_dims(rows: u32, dim: u32) -> LaunchDims {
+    let threads = dim
+        .div_ceil(RMS_NORM_FLOATS_PER_THREAD)
+        .next_multiple_of(32);
     LaunchDims {
         grid: (rows.max(1), 1, 1),
-        block: (RMS_NORM_BLOCK, 1, 1),
+        block: (threads.clamp(32, RMS_NORM_MAX_BLOCK), 1, 1),
         shared_mem_bytes: 0,
     }
 }
@@ -422,6 +437,25 @@ mod tests {
         assert_eq!(d.block, (256, 1, 1));
         assert_eq!(matmul_dims(1, 1).grid, (1, 1, 1));
         assert_eq!(matmul_dims(64, 64).grid, (1, 1, 1));
-        assert_eq!(rms_norm_dims(5).grid, (5, 1, 1));
+    }
+
+    #[test]
+    fn rms_norm_dims_size_the_block_from_the_row() {
+        assert_eq!(rms_norm_dims(5, 4096).grid, (5, 1, 1));
+        assert_eq!(rms_norm_dims(5, 4096).block, (256, 1, 1));
+        assert_eq!(rms_norm_dims(0, 1).grid, (1, 1, 1));
+        // At least a warp, whole warps, at most 1024 threads.
+        assert_eq!(rms_norm_dims(1, 1).block, (32, 1, 1));
+        assert_eq!(rms_norm_dims(1, 576).block, (64, 1, 1));
+        assert_eq!(rms_norm_dims(1, 4099).block, (288, 1, 1));
+        assert_eq!(rms_norm_dims(1, 16384).block, (1024, 1, 1));
+        assert_eq!(rms_norm_dims(1, 100_000).block, (1024, 1, 1));
+        assert_eq!(rms_norm_dims(1, u32::MAX).block, (1024, 1, 1));
+        // Every row up to 16 floats per thread at 1024 threads fits the four register chunks.
+        for dim in [1, 7, 33, 576, 1000, 4096, 4099, 8192, 16384] {
+            let threads = rms_norm_dims(1, dim).block.0;
+            assert_eq!(threads % 32, 0, "dim {dim}");
+            assert!(dim <= threads * RMS_NORM_FLOATS_PER_THREAD, "dim {dim}");
+        }
     }
 }

@@ -236,6 +236,7 @@ fn rms_norm(
         w.slot.device_ptr(stream),
         output.slot.device_ptr(stream),
     );
+    let dims = kernels::rms_norm_dims(rows, dim);
     let mut launch = stream.launch_builder(function);
     launch
         .arg(&x_ptr)
@@ -246,7 +247,9 @@ fn rms_norm(
     // SAFETY: the arguments match the kernel's parameters (u64 x, w, out; u32 dim; f32 eps).
     // Block r reads x[r * dim ..][..dim] and w[..dim] and writes out[r * dim ..][..dim] for
     // r < rows; check_slot proved the slots hold rows * dim f32 (x, out) and dim weight
-    // elements, aligned for their dtypes. Allocations are freed stream-ordered, after it.
-    unsafe { launch.launch(config(kernels::rms_norm_dims(rows))) }.map_err(launch_err(kernel))?;
+    // elements, aligned for their dtypes (the kernel takes its 16-byte path only where the
+    // addresses allow). Any block of whole warps up to 1024 threads is valid. Allocations are
+    // freed stream-ordered, after it.
+    unsafe { launch.launch(config(dims)) }.map_err(launch_err(kernel))?;
     Ok(())
 }
