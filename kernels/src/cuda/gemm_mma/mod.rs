@@ -79,7 +79,8 @@ pub fn gemm_dims(tile: &GemmTile, m: u32, n: u32) -> LaunchDims {
 }
 
 /// Kernels that take more dynamic shared memory than a function may use by default, with the
-/// bytes each needs: the backend raises each one's limit once, after loading the module.
+/// bytes each needs: the backend raises each one's limit once, after loading the module (those
+/// that fit the device; [`gemm_tile_for`] never picks the others).
 pub fn dynamic_shared_kernels() -> impl Iterator<Item = (&'static str, u32)> {
     GEMM_TILES
         .iter()

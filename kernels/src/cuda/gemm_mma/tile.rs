@@ -175,24 +175,34 @@ pub const GEMM_KERNELS: [&str; 8] = [
 /// shifts where the choice changes).
 const SMS: u64 = 132;
 
-/// The variant a matmul of `m x n` output launches: the large tile when it fills the SMs at
-/// least twice over, else the largest smaller tile that gives every SM a block.
-pub fn gemm_tile_for(m: u32, n: u32) -> &'static GemmTile {
-    let by_name = |name: &str| {
-        GEMM_TILES
-            .iter()
-            .find(|t| t.kernel == name)
-            .expect("a listed variant")
+/// The variant a matmul of `m x n` output launches on a device that allows `max_shared`
+/// bytes of shared memory per block: the large tile when it fills the SMs at least twice
+/// over, else the largest smaller tile that gives every SM a block; the 48 KiB
+/// `gemm_bf16_mma_128x128x32_s3`, which every device of compute capability 8.0 or later
+/// holds, when the preferred one does not fit.
+pub fn gemm_tile_for(m: u32, n: u32, max_shared: u32) -> &'static GemmTile {
+    let preferred = if by_name("gemm_bf16_mma_128x128x64_s3").tiles(m, n) >= 2 * SMS {
+        by_name("gemm_bf16_mma_128x128x64_s3")
+    } else if by_name("gemm_bf16_mma_64x128x64_s3").tiles(m, n) >= SMS {
+        by_name("gemm_bf16_mma_64x128x64_s3")
+    } else {
+        by_name("gemm_bf16_mma_64x64x64_s3")
     };
-    let large = by_name("gemm_bf16_mma_128x128x64_s3");
-    if large.tiles(m, n) >= 2 * SMS {
-        return large;
+    if preferred.shared_bytes() <= max_shared {
+        preferred
+    } else {
+        by_name(FALLBACK)
     }
-    let medium = by_name("gemm_bf16_mma_64x128x64_s3");
-    if medium.tiles(m, n) >= SMS {
-        return medium;
-    }
-    by_name("gemm_bf16_mma_64x64x64_s3")
+}
+
+/// The variant that needs no more than the 48 KiB of static shared memory every device has.
+const FALLBACK: &str = "gemm_bf16_mma_128x128x32_s3";
+
+fn by_name(name: &str) -> &'static GemmTile {
+    GEMM_TILES
+        .iter()
+        .find(|t| t.kernel == name)
+        .expect("a listed variant")
 }
 
 /// The variant named `name` (a kernel name, or its shape suffix such as `64x128x64_s3`).
@@ -230,15 +240,21 @@ mod tests {
     }
 
     #[test]
-    fn choice_follows_the_output_size() {
-        assert_eq!(gemm_tile_for(8192, 8192).bm, 128);
-        assert_eq!(gemm_tile_for(2048, 11008).bm, 128);
-        assert_eq!(
-            gemm_tile_for(600, 4096).kernel,
-            "gemm_bf16_mma_64x128x64_s3"
-        );
-        assert_eq!(gemm_tile_for(577, 1024).kernel, "gemm_bf16_mma_64x64x64_s3");
-        assert_eq!(gemm_tile_for(9, 7).kernel, "gemm_bf16_mma_64x64x64_s3");
+    fn choice_follows_the_output_size_and_the_shared_memory() {
+        const H100: u32 = 227 * 1024;
+        assert_eq!(gemm_tile_for(8192, 8192, H100).bm, 128);
+        assert_eq!(gemm_tile_for(2048, 11008, H100).bm, 128);
+        let name = |m, n, smem| gemm_tile_for(m, n, smem).kernel;
+        assert_eq!(name(600, 4096, H100), "gemm_bf16_mma_64x128x64_s3");
+        assert_eq!(name(577, 1024, H100), "gemm_bf16_mma_64x64x64_s3");
+        assert_eq!(name(9, 7, H100), "gemm_bf16_mma_64x64x64_s3");
+        // A device with 64 KiB per block: the 96 KiB tile falls back to the static one.
+        assert_eq!(name(8192, 8192, 64 * 1024), FALLBACK);
+        assert!(by_name(FALLBACK).shared_bytes() <= STATIC_SHARED_LIMIT);
+        for (m, n) in [(8192, 8192), (600, 4096), (577, 1024), (1, 1)] {
+            let smem = gemm_tile_for(m, n, STATIC_SHARED_LIMIT).shared_bytes();
+            assert!(smem <= STATIC_SHARED_LIMIT);
+        }
         assert_eq!(
             gemm_tile_named("64x64x64_s4").map(|t| t.kernel),
             Some("gemm_bf16_mma_64x64x64_s4")

@@ -37,7 +37,7 @@ mod timing;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cudarc::driver::sys::CUfunction_attribute;
+use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
 use cudarc::driver::{result as cu, CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError};
 use cudarc::nvrtc::Ptx;
 use iris_kernels::cuda::gemm_mma::{gemm_tile_named, GemmTile, GEMM_TILES};
@@ -91,6 +91,8 @@ pub struct CudaBackend {
     /// `IRIS_GEMM_TILE`: one tensor-core GEMM variant for every matmul (to time the variants
     /// against each other); `None` picks per shape.
     gemm_tile: Option<&'static GemmTile>,
+    /// Shared memory a block may use on this device (the opt-in limit), bytes.
+    max_shared: u32,
     stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
     device_name: String,
@@ -165,7 +167,16 @@ impl CudaBackend {
                 functions.insert(kernel, function);
             }
         }
+        // Consumer GPUs allow less shared memory per block than an H100 (99 KiB against 227):
+        // variants beyond the device's limit stay unused instead of failing the backend.
+        let max_shared = ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+            .map_err(cuda_err("reading the shared memory per block"))?
+            .max(0) as u32;
         for (kernel, bytes) in iris_kernels::cuda::gemm_mma::dynamic_shared_kernels() {
+            if bytes > max_shared {
+                continue;
+            }
             let function = functions
                 .get(kernel)
                 .ok_or_else(|| Error::Cuda(format!("kernel `{kernel}` was not loaded")))?;
@@ -179,6 +190,9 @@ impl CudaBackend {
                 )))?;
         }
         let gemm_tile = gemm_tile_from_env()?;
+        if let Some(tile) = gemm_tile {
+            check_fits(tile, max_shared, &device_name)?;
+        }
         let flag: CudaSlice<u8> = stream
             .alloc_zeros(ERROR_FLAG_BYTES)
             .map_err(cuda_err("allocating the device error flag"))?;
@@ -190,6 +204,7 @@ impl CudaBackend {
             error_flag: CudaSlot::whole(flag, ERROR_FLAG_BYTES),
             matmul_scratch: ops_matmul::Scratch::default(),
             gemm_tile,
+            max_shared,
             stream,
             ctx,
             device_name,
@@ -204,9 +219,19 @@ impl CudaBackend {
     }
 
     /// Makes every later matmul use `tile` (`None`: the choice per output shape again). For
-    /// tests and benchmarks that compare the variants.
-    pub fn force_gemm_tile(&mut self, tile: Option<&'static GemmTile>) {
+    /// tests and benchmarks that compare the variants. Fails, changing nothing, when the
+    /// variant needs more shared memory than this device gives a block.
+    pub fn force_gemm_tile(&mut self, tile: Option<&'static GemmTile>) -> Result<()> {
+        if let Some(tile) = tile {
+            check_fits(tile, self.max_shared, &self.device_name)?;
+        }
         self.gemm_tile = tile;
+        Ok(())
+    }
+
+    /// Shared memory a block may use on this device, bytes (the GEMM variants' limit).
+    pub fn max_shared_per_block(&self) -> u32 {
+        self.max_shared
     }
 
     /// The device's name as the driver reports it (e.g. "NVIDIA H100 80GB HBM3").
@@ -296,6 +321,18 @@ impl CudaBackend {
             .map_err(errors::alloc_err(format_args!("allocating {what}"), bytes))?;
         Ok(CudaSlot::whole(buffer, bytes))
     }
+}
+
+/// An error unless `tile` fits the `max_shared` bytes a block may use on the device.
+fn check_fits(tile: &GemmTile, max_shared: u32, device: &str) -> Result<()> {
+    if tile.shared_bytes() > max_shared {
+        return Err(Error::Cuda(format!(
+            "GEMM variant {} needs {} bytes of shared memory per block; {device} allows {max_shared}",
+            tile.kernel,
+            tile.shared_bytes()
+        )));
+    }
+    Ok(())
 }
 
 /// `IRIS_GEMM_TILE=<variant>` (e.g. `64x128x64_s3`): that GEMM variant for every matmul. An

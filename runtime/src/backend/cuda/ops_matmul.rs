@@ -286,7 +286,7 @@ fn gemv(
 fn gemm_tile(backend: &CudaBackend, dims: Dims) -> &'static gemm_mma::GemmTile {
     backend
         .forced_gemm_tile()
-        .unwrap_or_else(|| gemm_mma::gemm_tile_for(dims.m, dims.n))
+        .unwrap_or_else(|| gemm_mma::gemm_tile_for(dims.m, dims.n, backend.max_shared_per_block()))
 }
 
 /// M > 8 with a bf16 weight: `cast_f32_bf16` into the scratch buffer, then `gemm_bf16_mma_*`.
