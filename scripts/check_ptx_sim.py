@@ -4,8 +4,9 @@
 Covered: cast_f32_bf16, pad_bf16, gemm_bf16_mma, gemv_bf16, flash_attention_d{64,72,80,128},
 attention_decode_d{64,128} (every r entry) and attention_decode_combine_f32, on small random
 cases with odd sizes and ragged edges, causal and not, GQA, the KV cache with past_len; and
-rms_norm_f32(_wbf16), rope_f32, embedding_f32(_wbf16) on both their vector and scalar paths
-(aligned and misaligned buffers, odd dims, in place, bad ids).
+rms_norm_f32(_wbf16, _wf16), rope_f32, embedding_f32(_wbf16, _wf16) on both their vector and
+scalar paths (aligned and misaligned buffers, odd dims, in place, bad ids), and
+layer_norm_f32(_wbf16, _wf16) and conv2d_f32(_wbf16, _wf16) (padding, strides, no bias).
 Prints one line per case (NMSE or mismatch count against its bound) and exits non-zero on
 any mismatch, interpreter error, or entry point of a covered module left unlaunched.
 

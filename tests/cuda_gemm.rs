@@ -1,7 +1,7 @@
-//! The CUDA backend's bf16-weight matmul (`ops_matmul.rs`: `gemv_bf16` for M <= 8,
-//! `cast_f32_bf16` + a `gemm_bf16_mma_*` tile variant above, `pad_bf16` for weights whose rows are not 16-byte
-//! aligned) against the CPU reference fed the same bf16-rounded activations, so only the
-//! summation order differs: NMSE <= 1e-7 (DESIGN.md's f32 reduction bound). Outputs are
+//! The CUDA backend's bf16- and f16-weight matmul (`ops_matmul.rs`: `gemv_bf16` for M <= 8,
+//! `cast_f32_bf16` + a `gemm_bf16_mma_*` tile variant above, `pad_bf16` for weights whose rows
+//! are not 16-byte aligned, and the f16 twins) against the CPU reference fed the same rounded
+//! activations, so only the summation order differs: NMSE <= 1e-7 (DESIGN.md's f32 reduction bound). Outputs are
 //! poisoned with NaN first. Large shapes check sampled rows and print host-clock timings.
 //!
 //! Without a CUDA device each test prints `skipping: <reason>` and passes; with
@@ -12,7 +12,7 @@
 mod cuda_common;
 
 use cuda_common::{backend, bf16_tensor, f32_tensor, operand, place, run, time_op};
-use half::bf16;
+use half::{bf16, f16};
 use iris_kernels::cpu::reference;
 use iris_kernels::cuda::gemm_mma::GEMM_TILES;
 use iris_kernels::testing::{assert_nmse, nmse, Rng, NMSE_F32_REDUCTION};
@@ -20,7 +20,7 @@ use iris_kernels::WeightSlice;
 use iris_runtime::backend::cuda::{CudaBackend, CudaSlot};
 use iris_runtime::backend::{Backend, Operand};
 use iris_runtime::graph::Op;
-use iris_runtime::{DType, Error};
+use iris_runtime::{DType, Error, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Bias {
@@ -235,6 +235,67 @@ fn every_gemm_variant_matches_reference() {
         println!("{}: worst nmse {worst:.2e}", tile.kernel);
     }
     be.force_gemm_tile(None).unwrap();
+}
+
+/// f16 weights (`gemv_f16`, `cast_f32_f16` + `gemm_f16_mma_*`): the activations rounded to f16
+/// as PyTorch's f16 `Linear` does, an f16 or f32 bias, GEMV and GEMM sizes, odd K.
+#[test]
+fn f16_matmul_matches_reference() {
+    let Some(mut be) = backend() else { return };
+    let mut rng = Rng::new(0xf16);
+    let mut worst = 0.0f64;
+    for (i, (m, n, k)) in [
+        (1, 7, 24),
+        (3, 130, 13),
+        (8, 1000, 576),
+        (9, 33, 65),
+        (300, 1000, 576),
+        (577, 130, 1000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let x = rng.vec(m * k, -1.0, 1.0);
+        let w: Vec<f16> = rng
+            .vec(n * k, -1.0, 1.0)
+            .iter()
+            .map(|&v| f16::from_f32(v))
+            .collect();
+        let b = rng.vec(n, -1.0, 1.0);
+        let b16: Vec<f16> = b.iter().map(|&v| f16::from_f32(v)).collect();
+        let slots = place(&mut be, &[4 * m * k, 4 * m * n]);
+        be.write(&slots[0], &f32_tensor(&x, &[m, k])).unwrap();
+        let w_slot = be.weight(&Tensor::from_slice(&w, [n, k]).unwrap()).unwrap();
+        let mut inputs = vec![
+            operand(&slots[0], DType::F32, &[m, k]),
+            operand(&w_slot, DType::F16, &[n, k]),
+        ];
+        let bias = match i % 3 {
+            0 => None,
+            1 => {
+                let slot = be.weight(&f32_tensor(&b, &[n])).unwrap();
+                inputs.push(operand(&slot, DType::F32, &[n]));
+                Some(WeightSlice::F32(&b))
+            }
+            _ => {
+                let slot = be.weight(&Tensor::from_slice(&b16, [n]).unwrap()).unwrap();
+                inputs.push(operand(&slot, DType::F16, &[n]));
+                Some(WeightSlice::F16(&b16))
+            }
+        };
+        let output = operand(&slots[1], DType::F32, &[m, n]);
+        let op = Op::MatMul {
+            has_bias: bias.is_some(),
+        };
+        let actual = run(&mut be, &op, &inputs, &output);
+        let x16: Vec<f32> = x.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+        let mut expected = vec![0.0; m * n];
+        reference::matmul(&x16, WeightSlice::F16(&w), bias, m, n, k, &mut expected);
+        let name = format!("matmul {m}x{n}x{k} f16 weight");
+        assert_nmse(&name, &actual, &expected, NMSE_F32_REDUCTION);
+        worst = worst.max(nmse(&actual, &expected));
+    }
+    println!("f16 matmul cases, worst nmse {worst:.2e}");
 }
 
 #[test]

@@ -334,9 +334,12 @@ fn unsupported_and_invalid_ops_are_errors() {
     let x = operand(&slots[0], DType::F32, &[4, 16]);
     let y = operand(&slots[1], DType::F32, &[4, 16]);
     let out = operand(&slots[2], DType::F32, &[4, 16]);
-    let half_w = operand(&slots[1], DType::F16, &[16, 16]);
+    // f16 activations (every kernel takes f32 activations) with a bf16 weight.
+    let half_x = operand(&slots[0], DType::F16, &[4, 16]);
+    let bf16_w = operand(&slots[1], DType::BF16, &[4, 16]);
+    let out_44 = operand(&slots[2], DType::F32, &[4, 4]);
     let err = be
-        .execute(&Op::MatMul { has_bias: false }, &[x.clone(), half_w], &out)
+        .execute(&Op::MatMul { has_bias: false }, &[half_x, bf16_w], &out_44)
         .unwrap_err();
     assert!(
         matches!(

@@ -178,7 +178,7 @@ pub fn all_cases(seed: u64) -> Vec<OpCase> {
         cases.push(c.finish("silu_mul [7, 97]".into(), out, NMSE_F32_ELEMENTWISE));
     }
     for &(rows, dim) in &[(1usize, 1usize), (5, 576), (3, 1000)] {
-        for dtype in [DType::F32, DType::BF16] {
+        for dtype in [DType::F32, DType::BF16, DType::F16] {
             let mut c = case();
             let x = c.x("x", &[rows, dim]);
             let w = c.w("w", &[dim], dtype);
@@ -231,7 +231,12 @@ pub fn all_cases(seed: u64) -> Vec<OpCase> {
         );
         cases.push(c.finish(name, out, NMSE_F32_REDUCTION));
     }
-    for &(vocab, dim, dtype) in &[(51usize, 24usize, DType::F32), (1000, 77, DType::BF16)] {
+    for &(vocab, dim, dtype) in &[
+        (51usize, 24usize, DType::F32),
+        (1000, 77, DType::BF16),
+        (1000, 77, DType::F16),
+        (257, 40, DType::F16),
+    ] {
         let mut c = case();
         let ids: Vec<i64> = (0..13).map(|i| (i * 37 % vocab) as i64).collect();
         let idv = c.input("ids", Tensor::from_slice(&ids, vec![1, 13]).unwrap());
@@ -276,7 +281,7 @@ pub fn all_cases(seed: u64) -> Vec<OpCase> {
         ),
         (2, 5, 9, 11, 7, 3, 2, 1),
     ] {
-        for dtype in [DType::F32, DType::BF16] {
+        for dtype in [DType::F32, DType::BF16, DType::F16] {
             let mut c = case();
             let x = c.x("x", &[n, ch, h, w]);
             let wt = c.w("w", &[oc, ch, kh, kh], dtype);

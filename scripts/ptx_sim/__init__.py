@@ -9,7 +9,7 @@ What is modelled
   * Instructions (operands.py, ops.py, mem_ops.py, warp_ops.py): integer, f32 and f64
     arithmetic (add sub mul mad div rem min max and or xor not shl shr neg abs, fma (exact in
     f64), ex2 and friends), setp (with .and/.or), selp, mov (incl. packing {a, b}), cvt (ints,
-    f32 <-> f64, f32 <-> bf16, bf16x2, float <-> int, float -> integral float),
+    f32 <-> f64, f32 <-> bf16, bf16x2, f16 -> f32, float <-> int, float -> integral float),
     cvta.to.global, ld/st .param/.global/.shared (scalar, .v2, .v4), atom.global.cas.b32, bra,
     ret/exit, bar.sync, cp.async.{ca,cg}.shared.global (+ commit_group, wait_group,
     wait_all), ldmatrix.m8n8.x1/.x2/.x4[.trans], mma.sync.m16n8k16.row.col.f32.bf16.bf16.f32,

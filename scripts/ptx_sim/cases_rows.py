@@ -1,13 +1,18 @@
-"""Cases for the row kernels: rms_norm_f32(_wbf16), rope_f32 and embedding_f32(_wbf16), with
-the parameters and launch shapes of the CUDA backend (rms_norm_dims: one block per row, the
-block sized from dim; elementwise_dims for rope and embedding), both of each kernel's paths:
-the 16-byte vector path (aligned buffers, dims a multiple of 4 or 8) and the scalar path
-(odd dims, or a buffer `skew` bytes past 16-byte alignment, which the runtime allows down to
-the element size).
+"""Cases for the row kernels: rms_norm_f32(_wbf16, _wf16), layer_norm_f32(_wbf16, _wf16),
+rope_f32, embedding_f32(_wbf16, _wf16), and conv2d_f32(_wbf16, _wf16), with the parameters
+and launch shapes of the CUDA backend (rms_norm_dims: one block per row, the block sized from
+dim; row_dims for layer_norm; elementwise_dims for rope, embedding and conv2d), both of each
+kernel's paths where it has two: the 16-byte vector path (aligned buffers, dims a multiple of
+4 or 8) and the scalar path (odd dims, or a buffer `skew` bytes past 16-byte alignment, which
+the runtime allows down to the element size).
 
-RMSNorm sums in f32 in its own order: against an f64 reference of the same f32/bf16 inputs
-the NMSE stays near 1e-14, bound 1e-10 (one element left out of a 4096-long sum already
-gives ~1e-8). RoPE and embedding are held bit for bit: embedding against the table rows,
+A weight (and bias) is f32, bf16 or IEEE f16: the 16-bit kernels widen it exactly, so the
+references take the same rounded values widened in f64 (NumPy's float16 for f16).
+
+RMSNorm and LayerNorm sum in f32 in their own order: against an f64 reference of the same
+f32/bf16/f16 inputs the NMSE stays near 1e-14, bound 1e-10 (one element left out of a
+4096-long sum already gives ~1e-8); so does conv2d's f32 fma chain. RoPE and embedding are
+held bit for bit: embedding against the table rows (f16 tables spanning subnormals to 2^15),
 RoPE's vector path against its scalar path (the previous kernel's code) on the same data,
 and both within 1e-12 of an f64 reference with libm cos/sin rounded to f32 as the CPU
 reference does (a last-bit flip of a polynomial cos/sin stays far below that)."""
@@ -17,14 +22,30 @@ import numpy as np
 from .harness import Case, Result, exact
 from .machine import launch
 from .memory import GlobalMemory
-from .numerics import bf16_round, bf16_to_f32, f32_bits, nmse
+from .numerics import bf16_round, bf16_to_f32, f16_to_f32, f32_bits, nmse
 
 NMSE_RMS_NORM = 1e-10
+NMSE_LAYER_NORM = 1e-10
+NMSE_CONV2D = 1e-10
 NMSE_ROPE = 1e-12
+# The kernel of each weight dtype: <op>_f32 + suffix.
+WEIGHT_SUFFIX = {"f32": "", "bf16": "_wbf16", "f16": "_wf16"}
 
 
 def _elementwise_blocks(n):
     return min(max((n + 255) // 256, 1), 2048)  # elementwise_dims
+
+
+def stored_weight(values, weight):
+    """f32 `values` as a `weight` (f32, bf16, f16) buffer holds them: (device array, the
+    values it widens to, f64)."""
+    if weight == "bf16":
+        dev = bf16_round(values)
+        return dev, bf16_to_f32(dev).astype(np.float64)
+    if weight == "f16":
+        dev = np.asarray(values, dtype=np.float32).astype(np.float16).view(np.uint16)
+        return dev, f16_to_f32(dev).astype(np.float64)
+    return values, values.astype(np.float64)
 
 
 def rms_norm_block(dim):
@@ -37,18 +58,14 @@ def rms_norm(rows, dim, weight, skew=(0, 0, 0), in_place=False, block=None, eps=
              warp_order="parity", seed=0):
     """skew: bytes past 16-byte alignment of (x, w, out); block: threads (default as the
     backend launches)."""
-    module = "rms_norm_f32_wbf16" if weight == "bf16" else "rms_norm_f32"
+    module = "rms_norm_f32" + WEIGHT_SUFFIX[weight]
     threads = block or rms_norm_block(dim)
 
     def run(src):
         rng = np.random.default_rng(seed)
         x = rng.uniform(-3, 3, (rows, dim)).astype(np.float32)
         w = rng.uniform(-1.5, 1.5, dim).astype(np.float32)
-        if weight == "bf16":
-            w_dev = bf16_round(w)
-            w_ref = bf16_to_f32(w_dev).astype(np.float64)
-        else:
-            w_dev, w_ref = w, w.astype(np.float64)
+        w_dev, w_ref = stored_weight(w, weight)
         g = GlobalMemory()
         px = g.put(x, "x", skew=skew[0], readonly=not in_place)
         pw = g.put(w_dev, "w", skew=skew[1])
@@ -123,16 +140,15 @@ def rope(tokens, heads, head_dim, half, skew=0, blocks=None, max_pos=5000, seed=
 def embedding(vocab, dim, tokens, weight, skew=(0, 0), blocks=None, bad=(), seed=0):
     """skew: bytes past 16-byte alignment of (table, out); bad: {token index: id} out of range
     (their rows must stay unwritten and the error flag must hold one of them)."""
-    module = "embedding_f32_wbf16" if weight == "bf16" else "embedding_f32"
+    module = "embedding_f32" + WEIGHT_SUFFIX[weight]
 
     def run(src):
         rng = np.random.default_rng(seed)
         table = rng.uniform(-2, 2, (vocab, dim)).astype(np.float32)
-        if weight == "bf16":
-            table_dev = bf16_round(table)
-            rows = bf16_to_f32(table_dev)
-        else:
-            table_dev = rows = table
+        if weight == "f16":  # every f16 exponent, subnormals (2^-24 ..) to 2^15
+            table *= np.exp2(rng.integers(-23, 15, (vocab, dim))).astype(np.float32)
+        table_dev, rows = stored_weight(table, weight)
+        rows = rows.astype(np.float32)
         ids = rng.integers(0, vocab, tokens).astype(np.int64)
         for t, bad_id in bad:
             ids[t] = bad_id
@@ -161,9 +177,80 @@ def embedding(vocab, dim, tokens, weight, skew=(0, 0), blocks=None, bad=(), seed
                 cost=tokens * dim // 512 + 1)
 
 
+def layer_norm(rows, cols, weight, bias=True, skew=(0, 0, 0, 0), in_place=False, eps=1e-5,
+               warp_order="parity", seed=0):
+    """skew: bytes past 16-byte alignment of (x, w, b, out); bias=False passes b = 0. One
+    256-thread block per row (row_dims); the kernel has one (scalar) path."""
+    module = "layer_norm_f32" + WEIGHT_SUFFIX[weight]
+
+    def run(src):
+        rng = np.random.default_rng(seed)
+        # rows off centre, so that a wrong mean shows
+        x = (rng.uniform(-3, 3, (rows, cols)) + rng.uniform(-2, 2, (rows, 1))).astype(np.float32)
+        w_dev, w_ref = stored_weight(rng.uniform(-1.5, 1.5, cols).astype(np.float32), weight)
+        b_dev, b_ref = stored_weight(rng.uniform(-1, 1, cols).astype(np.float32), weight)
+        g = GlobalMemory()
+        px = g.put(x, "x", skew=skew[0], readonly=not in_place)
+        pw = g.put(w_dev, "w", skew=skew[1])
+        pb = g.put(b_dev, "b", skew=skew[2]) if bias else 0
+        po = px if in_place else g.alloc(x.nbytes, "out", skew=skew[3])
+        launch(src.text(module), module, (rows, 1, 1), 256,
+               dict(x=px, w=pw, b=pb, out=po, cols=cols, eps=eps), g, warp_order=warp_order)
+        got = g.get(po, np.float32, rows * cols).reshape(rows, cols)
+        x64 = x.astype(np.float64)
+        centred = x64 - x64.mean(axis=1, keepdims=True)
+        var = (centred**2).mean(axis=1, keepdims=True)
+        want = centred / np.sqrt(var + float(np.float32(eps))) * w_ref + (b_ref if bias else 0)
+        return Result("nmse", nmse(got, want), NMSE_LAYER_NORM)
+    return Case(f"{module} {rows}x{cols} bias={int(bias)} skew(x,w,b,out)={skew} "
+                f"in_place={int(in_place)} warps={warp_order}", run, [module],
+                cost=rows * max(cols, 256) // 256)
+
+
+def conv2d(n, channels, height, width, out_channels, kernel, stride, pad, weight, bias=True,
+           blocks=None, seed=0):
+    """kernel, stride, pad: (h, w). One thread per output element, grid-stride
+    (elementwise_dims, or `blocks`)."""
+    module = "conv2d_f32" + WEIGHT_SUFFIX[weight]
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    out_h = (height + 2 * ph - kh) // sh + 1
+    out_w = (width + 2 * pw - kw) // sw + 1
+
+    def run(src):
+        rng = np.random.default_rng(seed)
+        x = rng.uniform(-2, 2, (n, channels, height, width)).astype(np.float32)
+        w_dev, w_ref = stored_weight(
+            rng.uniform(-1, 1, (out_channels, channels, kh, kw)).astype(np.float32), weight)
+        b_dev, b_ref = stored_weight(rng.uniform(-1, 1, out_channels).astype(np.float32), weight)
+        total = n * out_channels * out_h * out_w
+        g = GlobalMemory()
+        px, pw_ = g.put(x, "x"), g.put(w_dev, "w")
+        pb = g.put(b_dev, "bias") if bias else 0
+        po = g.alloc(total * 4, "out")
+        launch(src.text(module), module, (blocks or _elementwise_blocks(total), 1, 1), 256,
+               dict(x_ptr=px, w_ptr=pw_, bias_ptr=pb, out_ptr=po, n=total, channels=channels,
+                    height=height, width=width, out_channels=out_channels, kernel_h=kh,
+                    kernel_w=kw, out_h=out_h, out_w=out_w, stride_h=sh, stride_w=sw,
+                    pad_h=ph, pad_w=pw), g)
+        got = g.get(po, np.float32, total).reshape(n, out_channels, out_h, out_w)
+        xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        want = np.zeros((n, out_channels, out_h, out_w))
+        for ky in range(kh):
+            for kx in range(kw):
+                taps = xp[:, :, ky: ky + sh * (out_h - 1) + 1: sh,
+                          kx: kx + sw * (out_w - 1) + 1: sw]
+                want += np.einsum("bchw,oc->bohw", taps, w_ref[:, :, ky, kx])
+        if bias:
+            want += b_ref[None, :, None, None]
+        return Result("nmse", nmse(got, want), NMSE_CONV2D)
+    return Case(f"{module} {n}x{channels}x{height}x{width} oc={out_channels} k={kernel} "
+                f"s={stride} p={pad} bias={int(bias)} blocks={blocks or 'auto'}", run, [module],
+                cost=n * out_channels * out_h * out_w * channels * kh * kw // 20000 + 1)
+
+
 def cases():
     return [
-        # RMSNorm, vector path: dim % 4 == 0, x / out 16-byte aligned, w 16 (f32) / 8 (bf16)
+        # RMSNorm, vector path: dim % 4 == 0, x / out 16-byte aligned, w 16 (f32) / 8 (16-bit)
         rms_norm(3, 4096, "bf16"),                       # 256 threads x 4 register chunks
         rms_norm(2, 4096, "f32", warp_order="reverse"),
         rms_norm(5, 576, "bf16"),                        # 64 threads, chunks 2..3 partial
@@ -183,6 +270,26 @@ def cases():
         rms_norm(3, 576, "f32", skew=(0, 4, 0)),
         rms_norm(3, 576, "bf16", skew=(0, 0, 12), warp_order="reverse"),
         rms_norm(2, 1001, "bf16", skew=(8, 0, 8), in_place=True),
+        # RMSNorm with an f16 weight: the bf16 cases' shapes, on both paths
+        rms_norm(3, 4096, "f16", seed=1),                # vector: 4 register chunks
+        rms_norm(5, 576, "f16", warp_order="reverse"),
+        rms_norm(2, 1000, "f16", block=32),              # vector: streamed chunks
+        rms_norm(3, 576, "f16", skew=(0, 8, 0)),         # w 8-byte aligned: still vector
+        rms_norm(2, 8, "f16", in_place=True),
+        rms_norm(2, 7, "f16"),                           # scalar from here
+        rms_norm(2, 4099, "f16", eps=1e-6),
+        rms_norm(3, 576, "f16", skew=(0, 2, 0)),
+        rms_norm(2, 1001, "f16", skew=(8, 0, 8), in_place=True, warp_order="reverse"),
+        # LayerNorm (one path: scalar loads; w and b at any alignment of their dtype)
+        layer_norm(3, 1000, "f32"),
+        layer_norm(2, 333, "f32", bias=False, in_place=True),
+        layer_norm(2, 576, "bf16"),
+        layer_norm(2, 4099, "bf16", eps=1e-6, warp_order="reverse"),
+        layer_norm(3, 1000, "f16"),
+        layer_norm(2, 77, "f16", bias=False),
+        layer_norm(1, 1, "f16"),                         # var 0: out = b
+        layer_norm(3, 33, "f16", skew=(4, 2, 6, 12)),
+        layer_norm(2, 300, "f16", in_place=True, warp_order="reverse"),
         # RoPE, vector path (and the same data on the scalar path, bit for bit)
         rope(5, 3, 64, 32),                              # odd heads: a pair without its 2nd
         rope(7, 2, 24, 8),                               # partial rotary: 2 copy quads
@@ -211,4 +318,22 @@ def cases():
         embedding(60, 24, 11, "f32", skew=(4, 0)),
         embedding(60, 24, 11, "f32", skew=(0, 4), bad=((2, 60),)),
         embedding(60, 33, 5, "bf16", skew=(2, 4), bad=((4, 1000),)),
+        # embedding from an f16 table (vector path when dim % 8 == 0 and aligned)
+        embedding(100, 576, 7, "f16"),
+        embedding(30, 16, 21, "f16", blocks=1),
+        embedding(1000, 8, 600, "f16", blocks=2),
+        embedding(64, 32, 9, "f16", bad=((0, -5), (5, 64))),
+        embedding(1000, 77, 13, "f16"),                  # scalar from here
+        embedding(60, 12, 11, "f16"),
+        embedding(60, 16, 11, "f16", skew=(8, 0)),
+        embedding(60, 33, 5, "f16", skew=(2, 4), bad=((4, 1000),)),
+        # conv2d: a ViT patch embedding, a padded strided 3x3, a non-square kernel
+        conv2d(1, 3, 28, 42, 8, (14, 14), (14, 14), (0, 0), "f32"),
+        conv2d(1, 3, 28, 42, 8, (14, 14), (14, 14), (0, 0), "bf16"),
+        conv2d(1, 3, 28, 42, 8, (14, 14), (14, 14), (0, 0), "f16"),
+        conv2d(2, 5, 9, 11, 7, (3, 3), (2, 2), (1, 1), "f32"),
+        conv2d(2, 5, 9, 11, 7, (3, 3), (2, 2), (1, 1), "bf16"),
+        conv2d(2, 5, 9, 11, 7, (3, 3), (2, 2), (1, 1), "f16"),
+        conv2d(2, 4, 7, 6, 8, (3, 2), (1, 2), (2, 1), "f16", bias=False, blocks=1),
+        conv2d(2, 4, 7, 6, 8, (3, 2), (1, 2), (2, 1), "bf16", blocks=1),  # 576 outputs, 3 trips
     ]

@@ -48,3 +48,14 @@ def nmse(actual, expected):
     if not np.isfinite(a).all():
         return float("inf")
     return float(((a - e) ** 2).sum() / max((e**2).sum(), 1e-300))
+
+
+def f16_to_f32(h):
+    """IEEE f16 bit patterns -> f32 values (exact, as cvt.f32.f16)."""
+    return np.asarray(h, dtype=np.uint16).view(np.float16).astype(np.float32)
+
+
+def f16_round(x):
+    """f32 values -> IEEE f16 bit patterns (uint16), round to nearest even (overflow to inf),
+    as cvt.rn.f16x2.f32."""
+    return np.asarray(x, dtype=np.float32).astype(np.float16).view(np.uint16)

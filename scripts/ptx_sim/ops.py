@@ -16,7 +16,7 @@ from fractions import Fraction
 import numpy as np
 
 from . import mem_ops, warp_ops
-from .numerics import bf16_round, bf16_to_f32
+from .numerics import bf16_round, bf16_to_f32, f16_round, f16_to_f32
 from .operands import (BARRIER, BRANCH, DTYPES, EXIT, FLOATS, PLAIN, STORAGE, WIDE, Step,
                        array_of, dest, source, vector)
 from .parse import PtxError
@@ -276,12 +276,23 @@ def cvt(ins, parts, ctx):
             put(sel, (bf16_round(hi(sel)).astype(np.uint32) << np.uint32(16))
                 | bf16_round(lo(sel)).astype(np.uint32))
         return Step(PLAIN, fn)
+    if dty == "f16x2" and sty == "f32":  # d = {f16(a) high, f16(b) low}
+        hi, lo = source(ctx, a[1], "f32"), source(ctx, a[2], "f32")
+        put = dest(ctx, a[0], "b32")
+
+        def fn(sel):
+            put(sel, (f16_round(hi(sel)).astype(np.uint32) << np.uint32(16))
+                | f16_round(lo(sel)).astype(np.uint32))
+        return Step(PLAIN, fn)
     if dty == "bf16" and sty == "f32":
         x, put = source(ctx, a[1], "f32"), dest(ctx, a[0], "b16")
         return Step(PLAIN, lambda sel: put(sel, bf16_round(x(sel))))
     if dty == "f32" and sty == "bf16":
         x, put = source(ctx, a[1], "b16"), dest(ctx, a[0], "f32")
         return Step(PLAIN, lambda sel: put(sel, bf16_to_f32(x(sel))))
+    if dty == "f32" and sty == "f16":
+        x, put = source(ctx, a[1], "b16"), dest(ctx, a[0], "f32")
+        return Step(PLAIN, lambda sel: put(sel, f16_to_f32(x(sel))))
     if dty not in DTYPES or sty not in DTYPES or "pred" in (dty, sty):
         raise PtxError(f"{ins}: not modelled")
     x, put = source(ctx, a[1], sty), dest(ctx, a[0], dty)

@@ -1,4 +1,4 @@
-"""Warp-wide instructions: ldmatrix, mma.sync m16n8k16 (bf16 in, f32 accumulate), shfl.sync
+"""Warp-wide instructions: ldmatrix, mma.sync m16n8k16 (bf16 or f16 in, f32 accumulate), shfl.sync
 and bar.warp.sync. The scheduler runs them only when all 32 lanes of the warp are converged
 at the instruction (anything else is reported as divergence), and passes the warp's slice.
 
@@ -15,7 +15,7 @@ the tensor core's internal order and truncation are not modelled."""
 
 import numpy as np
 
-from .numerics import bf16_to_f32
+from .numerics import bf16_to_f32, f16_to_f32
 from .parse import PtxError
 from .operands import PLAIN, Step, address, dest, immediate, source, vector
 
@@ -41,15 +41,19 @@ assert _covers(A_ROW, A_COL, (16, 16))
 assert _covers(B_ROW, B_COL, (16, 8)) and _covers(C_ROW, C_COL, (16, 8))
 
 
-def _halves(regs):
-    """(n, 32) uint32 registers -> (n, 32, 2) f64 of the bf16 halves, low half first."""
+def _halves(regs, ty):
+    """(n, 32) uint32 registers -> (n, 32, 2) f64 of the 16-bit (`ty`: bf16 or f16) halves,
+    low half first."""
     halves = np.ascontiguousarray(regs).view(np.uint16).reshape(len(regs), 32, 2)
-    return bf16_to_f32(halves).astype(np.float64)
+    widen = bf16_to_f32 if ty == "bf16" else f16_to_f32
+    return widen(halves).astype(np.float64)
 
 
 def mma(ins, parts, ctx):
-    if parts[1:] != ["sync", "aligned", "m16n8k16", "row", "col", "f32", "bf16", "bf16", "f32"]:
-        raise PtxError(f"{ins}: only mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32")
+    ty = parts[7] if len(parts) > 7 else ""
+    if ty not in ("bf16", "f16") or parts[1:] != ["sync", "aligned", "m16n8k16", "row", "col",
+                                                   "f32", ty, ty, "f32"]:
+        raise PtxError(f"{ins}: only mma.sync.aligned.m16n8k16.row.col.f32.{{bf16,f16}}.{{bf16,f16}}.f32")
     d, a, b, c = (vector(x) for x in ins.args)
     if (len(d), len(a), len(b), len(c)) != (4, 4, 2, 4):
         raise PtxError(f"{ins}: wrong fragment sizes")
@@ -60,9 +64,9 @@ def mma(ins, parts, ctx):
 
     def fn(sel):
         am = np.empty((16, 16))
-        am[A_ROW, A_COL] = _halves(np.stack([g(sel) for g in get_a]))
+        am[A_ROW, A_COL] = _halves(np.stack([g(sel) for g in get_a]), ty)
         bm = np.empty((16, 8))
-        bm[B_ROW, B_COL] = _halves(np.stack([g(sel) for g in get_b]))
+        bm[B_ROW, B_COL] = _halves(np.stack([g(sel) for g in get_b]), ty)
         cm = np.empty((16, 8))
         cm[C_ROW, C_COL] = np.stack([np.broadcast_to(g(sel), (32,)) for g in get_c])
         dm = (am @ bm + cm).astype(np.float32)

@@ -2,9 +2,9 @@
 //! at compile time and loaded by the runtime's CUDA backend at run time (no nvcc, no NVRTC,
 //! no CUDA needed to build). Every file targets `sm_80` (A100, Ada, H100) with PTX ISA 7.0.
 //! `scripts/check_ptx.sh` assembles each one offline with `ptxas` for sm_80 and sm_90a, and
-//! `scripts/check_ptx_sim.py` runs the tensor-core, cast, attention, RMSNorm, RoPE and
-//! embedding kernels' PTX on a CPU interpreter (`scripts/ptx_sim`) against NumPy references,
-//! no GPU needed.
+//! `scripts/check_ptx_sim.py` runs the tensor-core, cast, attention, RMSNorm, LayerNorm, RoPE,
+//! embedding and conv2d kernels' PTX on a CPU interpreter (`scripts/ptx_sim`) against NumPy
+//! references, no GPU needed.
 //!
 //! This module knows nothing of cudarc, tensors or device memory: it holds the sources and
 //! the launch shape each kernel expects ([`LaunchDims`], from sizes). Each `.ptx` file's
@@ -15,14 +15,15 @@
 //! | `add_f32`             | `out[i] = a[i] + b[i % b_len]`            | [`add_f32_dims`]        |
 //! | `rms_norm_f32`        | `x / sqrt(mean(x^2) + eps) * w`, f32 w    | [`rms_norm_dims`]       |
 //! | `rms_norm_f32_wbf16`  | the same with a bf16 weight               | [`rms_norm_dims`]       |
+//! | `rms_norm_f32_wf16`   | the same with an f16 weight               | [`rms_norm_dims`]       |
 //! | `matmul_f32`          | `a[M,K] @ w[N,K]^T (+ bias[N])`, f32 w    | [`matmul_dims`]         |
 //! | `matmul_f32_wbf16`    | the same with bf16 weight and bias        | [`matmul_dims`]         |
 //! | `mul_f32`             | `out[i] = a[i] * b[i % b_len]`            | [`elementwise_dims`]    |
 //! | `scale_f32`, `silu_f32`, `silu_mul_f32`, `quick_gelu_f32`, `gelu_erf_f32`, `gelu_tanh_f32` | elementwise | [`elementwise_dims`] |
-//! | `softmax_f32`, `layer_norm_f32(_wbf16)`, `argmax_f32` | one block per row | [`row_dims`] |
-//! | `embedding_f32(_wbf16)` | row gather, i64 ids, error flag, 16-byte chunks | [`elementwise_dims`] |
+//! | `softmax_f32`, `layer_norm_f32(_wbf16, _wf16)`, `argmax_f32` | one block per row | [`row_dims`] |
+//! | `embedding_f32(_wbf16, _wf16)` | row gather, i64 ids, error flag, 16-byte chunks | [`elementwise_dims`] |
 //! | `copy_strided_b32`    | rank-6 strided copy (permute/slice/concat/pixel shuffle) | [`elementwise_dims`] |
-//! | `conv2d_f32(_wbf16)`  | direct conv, one thread per output        | [`elementwise_dims`]    |
+//! | `conv2d_f32(_wbf16, _wf16)` | direct conv, one thread per output  | [`elementwise_dims`]    |
 //! | `rope_f32`            | rotate_half RoPE, f64 sin/cos per 2 heads | [`elementwise_dims`]    |
 //! | `kv_write_f32`        | KV-cache append at device past_len        | [`elementwise_dims`]    |
 //! | `attention_f32`       | one warp per query row, online softmax    | [`attention_dims`]      |
@@ -32,6 +33,12 @@
 //! | `cast_f32_bf16`, `pad_bf16` | rows to bf16 rows zero-padded to 8 | [`cast_dims`]       |
 //! | `gemm_bf16_mma`       | bf16 tensor-core `a @ w^T (+ bias)`, M > 8 | [`gemm_dims`]          |
 //! | `gemv_bf16`           | the same for M <= 8 at memory bandwidth   | [`gemv_dims`]           |
+//! | `cast_f32_f16`, `gemm_f16_mma_*`, `gemv_f16` | the same for f16 weights (f16 twins) | as above |
+//!
+//! A `_wbf16` / `_wf16` kernel reads the weight (and bias) as bf16 / IEEE f16 and widens it
+//! exactly to f32 as it loads it (`bits << 16` / `cvt.f32.f16`), so it computes what its f32
+//! kernel computes on the widened weight; each `_wf16` file is its `_wbf16` file with only
+//! that widening changed.
 //!
 //! Kernels that can fail on data (an embedding id out of range, a KV cache overflow) never
 //! trap: they write a code into a small device error flag that the backend checks at every
@@ -39,12 +46,13 @@
 //!
 //! RMSNorm, RoPE and embedding have a 16-byte vector path, taken when the buffers the runtime
 //! passes are 16-byte aligned (arena and weight slots are; views need only be aligned for
-//! their dtype) and the row length is a multiple of 4 (8 for a bf16 embedding table; RoPE's
+//! their dtype) and the row length is a multiple of 4 (8 for a 16-bit embedding table; RoPE's
 //! rotary half too), and a scalar path for everything else (the file headers say which).
 //!
 //! ptxas 12.9 (`-v`, sm_80 / sm_90a): add_f32 16 registers; rms_norm_f32 53 / 55,
-//! rms_norm_f32_wbf16 45 / 46 registers, 132 B shared; rope_f32 48 / 44; embedding_* 32 / 32;
-//! matmul_* 64 / 56 registers, 8704 B shared; no spills.
+//! rms_norm_f32_w{bf16,f16} 45 / 46 registers, 132 B shared; layer_norm_f32_w{bf16,f16}
+//! 21 / 22, 136 B shared; rope_f32 48 / 44; embedding_* 32 / 32; conv2d_f32_w{bf16,f16}
+//! 26 / 32; matmul_* 64 / 56 registers, 8704 B shared; no spills.
 
 pub mod attention_decode;
 pub mod flash_attention;
@@ -82,6 +90,13 @@ pub const RMS_NORM_F32_WBF16: PtxModule = PtxModule {
     name: "rms_norm_f32_wbf16",
     source: include_str!("ptx/rms_norm_f32_wbf16.ptx"),
     kernels: &["rms_norm_f32_wbf16"],
+};
+
+/// RMSNorm over the last axis, f32 activations, f16 weight.
+pub const RMS_NORM_F32_WF16: PtxModule = PtxModule {
+    name: "rms_norm_f32_wf16",
+    source: include_str!("ptx/rms_norm_f32_wf16.ptx"),
+    kernels: &["rms_norm_f32_wf16"],
 };
 
 /// `out = a @ w^T (+ bias)`, all f32.
@@ -168,6 +183,13 @@ pub const LAYER_NORM_F32_WBF16: PtxModule = PtxModule {
     kernels: &["layer_norm_f32_wbf16"],
 };
 
+/// LayerNorm over the last axis, f16 weight and bias.
+pub const LAYER_NORM_F32_WF16: PtxModule = PtxModule {
+    name: "layer_norm_f32_wf16",
+    source: include_str!("ptx/layer_norm_f32_wf16.ptx"),
+    kernels: &["layer_norm_f32_wf16"],
+};
+
 /// Row argmax (first maximum), i64 out.
 pub const ARGMAX_F32: PtxModule = PtxModule {
     name: "argmax_f32",
@@ -189,6 +211,13 @@ pub const EMBEDDING_F32_WBF16: PtxModule = PtxModule {
     kernels: &["embedding_f32_wbf16"],
 };
 
+/// Row gather from an f16 table by i64 ids.
+pub const EMBEDDING_F32_WF16: PtxModule = PtxModule {
+    name: "embedding_f32_wf16",
+    source: include_str!("ptx/embedding_f32_wf16.ptx"),
+    kernels: &["embedding_f32_wf16"],
+};
+
 /// Rank-6 strided copy of 4-byte words (permute, slice, concat, pixel shuffle).
 pub const COPY_STRIDED_B32: PtxModule = PtxModule {
     name: "copy_strided_b32",
@@ -208,6 +237,13 @@ pub const CONV2D_F32_WBF16: PtxModule = PtxModule {
     name: "conv2d_f32_wbf16",
     source: include_str!("ptx/conv2d_f32_wbf16.ptx"),
     kernels: &["conv2d_f32_wbf16"],
+};
+
+/// Direct 2-D convolution, f16 weight and bias.
+pub const CONV2D_F32_WF16: PtxModule = PtxModule {
+    name: "conv2d_f32_wf16",
+    source: include_str!("ptx/conv2d_f32_wf16.ptx"),
+    kernels: &["conv2d_f32_wf16"],
 };
 
 /// Rotary embedding (rotate_half, partial rotary), i64 positions.
@@ -236,6 +272,7 @@ pub const MODULES: &[PtxModule] = &[
     ADD_F32,
     RMS_NORM_F32,
     RMS_NORM_F32_WBF16,
+    RMS_NORM_F32_WF16,
     MATMUL_F32,
     MATMUL_F32_WBF16,
     MUL_F32,
@@ -248,12 +285,15 @@ pub const MODULES: &[PtxModule] = &[
     SOFTMAX_F32,
     LAYER_NORM_F32,
     LAYER_NORM_F32_WBF16,
+    LAYER_NORM_F32_WF16,
     ARGMAX_F32,
     EMBEDDING_F32,
     EMBEDDING_F32_WBF16,
+    EMBEDDING_F32_WF16,
     COPY_STRIDED_B32,
     CONV2D_F32,
     CONV2D_F32_WBF16,
+    CONV2D_F32_WF16,
     ROPE_F32,
     KV_WRITE_F32,
     ATTENTION_F32,
@@ -268,6 +308,9 @@ pub const MODULES: &[PtxModule] = &[
     gemm_mma::PAD_BF16,
     gemm_mma::GEMM_BF16_MMA,
     gemm_mma::GEMV_BF16,
+    gemm_mma::CAST_F32_F16,
+    gemm_mma::GEMM_F16_MMA,
+    gemm_mma::GEMV_F16,
 ];
 
 /// Grid and block of one kernel launch, in CUDA's (x, y, z) order.

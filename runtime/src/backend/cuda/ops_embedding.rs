@@ -1,4 +1,4 @@
-//! Embedding lookup: i64 ids into an f32 or bf16 table; an id out of range raises the
+//! Embedding lookup: i64 ids into an f32, bf16 or f16 table; an id out of range raises the
 //! device error flag.
 
 use iris_kernels::cuda as kernels;
@@ -23,7 +23,13 @@ pub(super) fn embedding(
         return Err(unsupported(format!("embedding with {} ids", ids.dtype)));
     }
     expect_f32(OP, &[output])?;
-    let kernel = weight_kernel(OP, "embedding_f32", "embedding_f32_wbf16", &[table])?;
+    let kernel = weight_kernel(
+        OP,
+        "embedding_f32",
+        "embedding_f32_wbf16",
+        "embedding_f32_wf16",
+        &[table],
+    )?;
     let td = table.shape.dims();
     if td.len() != 2 {
         return Err(invalid(OP, format!("table {} is not [V, D]", table.shape)));

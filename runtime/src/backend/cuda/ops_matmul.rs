@@ -6,9 +6,11 @@
 //! | f32    | any   | `matmul_f32` (f32 FMA, exact; for checks) | f32                |
 //! | bf16   | <= 8  | `gemv_bf16` (decode, memory bandwidth)    | rounded to bf16    |
 //! | bf16   | > 8   | `cast_f32_bf16` + `gemm_bf16_mma_*`       | rounded to bf16    |
+//! | f16    | <= 8  | `gemv_f16`                                | rounded to f16     |
+//! | f16    | > 8   | `cast_f32_f16` + `gemm_f16_mma_*`         | rounded to f16     |
 //!
-//! With a bf16 weight the activations are rounded to bf16 (nearest even) before the multiply
-//! and the products accumulate in f32 on the tensor cores, as PyTorch's bf16 `Linear` does:
+//! With a bf16 (f16) weight the activations are rounded to bf16 (f16, nearest even) before the
+//! multiply and the products accumulate in f32 on the tensor cores, as PyTorch's `Linear` does:
 //! against an f32-activation reference that costs about 1e-6 NMSE; against a reference fed
 //! the same bf16-rounded activations only the summation order differs. The bias (f32 or bf16
 //! with a bf16 weight) is added in f32. The GEMM's tile shape follows the output's size
@@ -52,6 +54,36 @@ impl Scratch {
     }
 }
 
+/// The 16-bit weight type of a tensor-core matmul: which twin of each kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Half {
+    Bf16,
+    F16,
+}
+
+impl Half {
+    fn cast_kernel(self) -> &'static str {
+        match self {
+            Half::Bf16 => "cast_f32_bf16",
+            Half::F16 => "cast_f32_f16",
+        }
+    }
+
+    fn gemv_kernel(self) -> &'static str {
+        match self {
+            Half::Bf16 => "gemv_bf16",
+            Half::F16 => "gemv_f16",
+        }
+    }
+
+    fn gemm_kernel(self, tile: &gemm_mma::GemmTile) -> &'static str {
+        match self {
+            Half::Bf16 => tile.kernel,
+            Half::F16 => tile.f16_kernel,
+        }
+    }
+}
+
 /// Sizes of one matmul, each checked to fit the kernels' u32 arithmetic.
 #[derive(Clone, Copy, Debug)]
 struct Dims {
@@ -69,16 +101,21 @@ pub(super) fn matmul(
     expect_inputs(OP, inputs, 2 + has_bias as usize)?;
     let (x, w, bias) = (&inputs[0], &inputs[1], inputs.get(2));
     let bias_dtype = bias.map(|b| b.dtype);
-    let bf16_weight = match (x.dtype, w.dtype, bias_dtype, output.dtype) {
-        (DType::F32, DType::F32, None | Some(DType::F32), DType::F32) => false,
-        (DType::F32, DType::BF16, None | Some(DType::F32 | DType::BF16), DType::F32) => true,
+    let half = match (x.dtype, w.dtype, bias_dtype, output.dtype) {
+        (DType::F32, DType::F32, None | Some(DType::F32), DType::F32) => None,
+        (DType::F32, DType::BF16, None | Some(DType::F32 | DType::BF16), DType::F32) => {
+            Some(Half::Bf16)
+        }
+        (DType::F32, DType::F16, None | Some(DType::F32 | DType::F16), DType::F32) => {
+            Some(Half::F16)
+        }
         _ => {
             let mut operands = vec![x, w];
             operands.extend(bias);
             operands.push(output);
             return Err(unsupported(format!(
-                "matmul of {} (x and output f32; weight f32 with an f32 bias, or bf16 with an \
-                 f32 or bf16 bias)",
+                "matmul of {} (x and output f32; weight f32 with an f32 bias, or bf16 / f16 \
+                 with an f32 bias or one of the weight's type)",
                 dtypes(&operands)
             )));
         }
@@ -86,13 +123,13 @@ pub(super) fn matmul(
     let Some(dims) = check_operands(x, w, bias, output)? else {
         return Ok(()); // nothing to compute
     };
-    if !bf16_weight {
+    let Some(half) = half else {
         return matmul_f32(backend, dims, x, w, bias, output);
-    }
+    };
     if dims.m as usize <= gemm_mma::GEMV_MAX_M {
-        gemv(backend, dims, x, w, bias, output)
+        gemv(backend, half, dims, x, w, bias, output)
     } else {
-        gemm(backend, dims, x, w, bias, output)
+        gemm(backend, half, dims, x, w, bias, output)
     }
 }
 
@@ -225,12 +262,12 @@ fn weight_rows(
     Ok((dst, ld))
 }
 
-/// Bias arguments: (address or 0, 1 when bf16).
+/// Bias arguments: (address or 0, 1 when 16-bit: the weight's type).
 fn bias_args(backend: &CudaBackend, bias: Option<&Operand<CudaSlot>>) -> (u64, u32) {
     match bias {
         Some(b) => (
             b.slot.device_ptr(&backend.stream),
-            u32::from(b.dtype == DType::BF16),
+            u32::from(b.dtype != DType::F32),
         ),
         None => (0, 0),
     }
@@ -239,6 +276,7 @@ fn bias_args(backend: &CudaBackend, bias: Option<&Operand<CudaSlot>>) -> (u64, u
 /// M <= 8 with a bf16 weight: `gemv_bf16` (activations rounded to bf16 as it loads them).
 fn gemv(
     backend: &mut CudaBackend,
+    half: Half,
     dims: Dims,
     x: &Operand<CudaSlot>,
     w: &Operand<CudaSlot>,
@@ -252,20 +290,20 @@ fn gemv(
         Some(scratch(backend, bytes)?)
     };
     let (w_ptr, ldw) = weight_rows(backend, dims, w, scratch_slot.as_ref().map(|s| (s, 0)))?;
-    let (bias_ptr, bias_bf16) = bias_args(backend, bias);
+    let (bias_ptr, bias_half) = bias_args(backend, bias);
     let x_ptr = x.slot.device_ptr(&backend.stream);
     let out_ptr = output.slot.device_ptr(&backend.stream);
-    // SAFETY: gemv_bf16 takes (u64 x, w, bias, out; u32 m, n, k, ldw, bias_bf16). It reads
-    // x[..m * k] f32 (check_slot: held, 4-byte aligned; vector loads only on 16-byte aligned
-    // rows, which the kernel tests), w rows of ldw bf16 for n rows, each read in 16-byte chunks
-    // up to roundup(k, 8): in place only when k % 8 == 0 and the slot offset is a multiple of
-    // 16 (allocations are 256-byte aligned), else the zero-padded copy weight_rows just queued
-    // on the same stream; bias[..n] when non-null (checked, aligned for its dtype); and writes
-    // out[..m * n] f32. 1 <= m <= 8 and n, k <= MAX_DIM as the kernel requires.
+    // SAFETY: gemv_bf16 and its twin gemv_f16 take (u64 x, w, bias, out; u32 m, n, k, ldw, bias
+    // flag). It reads x[..m * k] f32 (check_slot: held, 4-byte aligned; vector loads only on
+    // 16-byte aligned rows, which the kernel tests), w rows of ldw 16-bit values for n rows, each
+    // read in 16-byte chunks up to roundup(k, 8): in place only when k % 8 == 0 and the slot offset
+    // is a multiple of 16 (allocations are 256-byte aligned), else the zero-padded copy weight_rows
+    // just queued on the same stream; bias[..n] when non-null (checked, aligned for its dtype); and
+    // writes out[..m * n] f32. 1 <= m <= 8 and n, k <= MAX_DIM as the kernel requires.
     unsafe {
         launch(
             backend,
-            "gemv_bf16",
+            half.gemv_kernel(),
             kernels::gemv_dims(dims.n),
             &[
                 Arg::Ptr(x_ptr),
@@ -276,7 +314,7 @@ fn gemv(
                 Arg::U32(dims.n),
                 Arg::U32(dims.k),
                 Arg::U32(ldw),
-                Arg::U32(bias_bf16),
+                Arg::U32(bias_half),
             ],
         )
     }
@@ -289,9 +327,11 @@ fn gemm_tile(backend: &CudaBackend, dims: Dims) -> &'static gemm_mma::GemmTile {
         .unwrap_or_else(|| gemm_mma::gemm_tile_for(dims.m, dims.n, backend.max_shared_per_block()))
 }
 
-/// M > 8 with a bf16 weight: `cast_f32_bf16` into the scratch buffer, then `gemm_bf16_mma_*`.
+/// M > 8 with a 16-bit weight: `cast_f32_bf16` (or `_f16`) into the scratch buffer, then
+/// `gemm_bf16_mma_*` (or `gemm_f16_mma_*`).
 fn gemm(
     backend: &mut CudaBackend,
+    half: Half,
     dims: Dims,
     x: &Operand<CudaSlot>,
     w: &Operand<CudaSlot>,
@@ -315,21 +355,21 @@ fn gemm(
     };
     if dims.k == 0 {
         // Nothing to multiply: the kernel reads no a and no w and writes the bias (or 0).
-        return gemm_launch(backend, dims, (0, 0), (0, 0), bias, output);
+        return gemm_launch(backend, half, dims, (0, 0), (0, 0), bias, output);
     }
     let slot = scratch(backend, a_bytes + w_bytes)?;
     let lda = lda as u32;
     let a_ptr = slot.device_ptr(&backend.stream);
     let x_ptr = x.slot.device_ptr(&backend.stream);
-    // SAFETY: cast_f32_bf16 takes (u64 src, dst; u32 rows, k, ld). It reads x[..m * k] f32
-    // (check_slot: held, 4-byte aligned; vector loads only on 16-byte aligned rows, which the
-    // kernel tests) and writes m rows of lda bf16 at the start of the scratch slot, which
-    // holds at least a_bytes >= m * lda * 2 bytes and is 256-byte aligned; lda % 8 == 0 and
-    // m * lda / 8 <= MAX_DIM (checked above).
+    // SAFETY: cast_f32_bf16 and its twin cast_f32_f16 take (u64 src, dst; u32 rows, k, ld). It
+    // reads x[..m * k] f32 (check_slot: held, 4-byte aligned; vector loads only on 16-byte aligned
+    // rows, which the kernel tests) and writes m rows of lda 16-bit values at the start of the
+    // scratch slot, which holds at least a_bytes >= m * lda * 2 bytes and is 256-byte aligned; lda
+    // % 8 == 0 and m * lda / 8 <= MAX_DIM (checked above).
     unsafe {
         launch(
             backend,
-            "cast_f32_bf16",
+            half.cast_kernel(),
             kernels::cast_dims(dims.m, lda),
             &[
                 Arg::Ptr(x_ptr),
@@ -341,35 +381,36 @@ fn gemm(
         )?;
     }
     let weight = weight_rows(backend, dims, w, Some((&slot, a_bytes)))?;
-    gemm_launch(backend, dims, (a_ptr, lda), weight, bias, output)
+    gemm_launch(backend, half, dims, (a_ptr, lda), weight, bias, output)
 }
 
 /// `gemm_bf16_mma_*` on prepared operands: (address, row stride) of a and of w.
 fn gemm_launch(
     backend: &CudaBackend,
+    half: Half,
     dims: Dims,
     (a_ptr, lda): (u64, u32),
     (w_ptr, ldw): (u64, u32),
     bias: Option<&Operand<CudaSlot>>,
     output: &Operand<CudaSlot>,
 ) -> Result<()> {
-    let (bias_ptr, bias_bf16) = bias_args(backend, bias);
+    let (bias_ptr, bias_half) = bias_args(backend, bias);
     let out_ptr = output.slot.device_ptr(&backend.stream);
     let tile = gemm_tile(backend, dims);
-    // SAFETY: the arguments match the gemm_bf16_mma_* parameters (u64 a, w, bias, out; u32 m, n,
-    // k, lda, ldw, bias_bf16). It reads a: m rows of lda bf16 (the cast just queued on this
-    // stream wrote them, zero beyond k), w: n rows of ldw bf16 whose rows start 16-byte
-    // aligned (in place when weight_aligned, else the padded copy at a_bytes of the scratch,
-    // zero beyond k), each in whole 16-byte chunks that start below k (none when k = 0, where
-    // a and w may be null); bias[..n] when non-null; and writes out[..m * n] f32 (check_slot:
-    // held, aligned). gemm() checked that the tile count fits the 1-D grid and m, n, k, lda,
-    // ldw <= MAX_DIM. The scratch is never freed while the backend lives; other allocations
-    // are freed stream-ordered, after the launch. gemm_dims gives the variant its block size
-    // and dynamic shared memory, whose limit CudaBackend::new raised.
+    // SAFETY: the arguments match the gemm_bf16_mma_* / gemm_f16_mma_* parameters (u64 a, w, bias,
+    // out; u32 m, n, k, lda, ldw, bias flag). It reads a: m rows of lda 16-bit values (the cast
+    // just queued on this stream wrote them, zero beyond k), w: n rows of ldw 16-bit values whose
+    // rows start 16-byte aligned (in place when weight_aligned, else the padded copy at a_bytes of
+    // the scratch, zero beyond k), each in whole 16-byte chunks that start below k (none when k =
+    // 0, where a and w may be null); bias[..n] when non-null; and writes out[..m * n] f32
+    // (check_slot: held, aligned). gemm() checked that the tile count fits the 1-D grid and m, n,
+    // k, lda, ldw <= MAX_DIM. The scratch is never freed while the backend lives; other allocations
+    // are freed stream-ordered, after the launch. gemm_dims gives the variant its block size and
+    // dynamic shared memory, whose limit CudaBackend::new raised.
     unsafe {
         launch(
             backend,
-            tile.kernel,
+            half.gemm_kernel(tile),
             kernels::gemm_dims(tile, dims.m, dims.n),
             &[
                 Arg::Ptr(a_ptr),
@@ -381,7 +422,7 @@ fn gemm_launch(
                 Arg::U32(dims.k),
                 Arg::U32(lda),
                 Arg::U32(ldw),
-                Arg::U32(bias_bf16),
+                Arg::U32(bias_half),
             ],
         )
     }

@@ -5,7 +5,7 @@
 //! (`ops_attention.rs`), embedding (`ops_embedding.rs`), the strided copies behind reshape,
 //! permute, slice, concat and pixel shuffle (`ops_copy.rs`) and conv2d (`ops_conv.rs`). Each
 //! function checks its operands (count, dtypes, shapes, slot sizes) and launches the PTX
-//! kernel named in `iris_kernels::cuda`; activations are f32, weights f32 or bf16.
+//! kernel named in `iris_kernels::cuda`; activations are f32, weights f32, bf16 or f16.
 
 use cudarc::driver::PushKernelArg;
 use iris_kernels::cuda::{self as kernels, LaunchDims};
@@ -73,11 +73,12 @@ pub(super) fn expect_f32(op: &'static str, operands: &[&Operand<CudaSlot>]) -> R
     Ok(())
 }
 
-/// f32 or bf16 weight: the kernel suffix.
+/// The kernel for the weights' dtype (f32, bf16 or f16; every weight of one op the same).
 pub(super) fn weight_kernel(
     op: &'static str,
     f32_kernel: &'static str,
     bf16_kernel: &'static str,
+    f16_kernel: &'static str,
     weights: &[&Operand<CudaSlot>],
 ) -> Result<&'static str> {
     let dtype = weights[0].dtype;
@@ -90,8 +91,9 @@ pub(super) fn weight_kernel(
     match dtype {
         DType::F32 => Ok(f32_kernel),
         DType::BF16 => Ok(bf16_kernel),
+        DType::F16 => Ok(f16_kernel),
         _ => Err(unsupported(format!(
-            "{op} with a {dtype} weight (f32 or bf16 only)"
+            "{op} with a {dtype} weight (f32, bf16 or f16 only)"
         ))),
     }
 }

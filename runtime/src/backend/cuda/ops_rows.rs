@@ -102,7 +102,13 @@ pub(super) fn layer_norm(
     expect_f32(OP, &[x, output])?;
     let mut weights = vec![w];
     weights.extend(b);
-    let kernel = weight_kernel(OP, "layer_norm_f32", "layer_norm_f32_wbf16", &weights)?;
+    let kernel = weight_kernel(
+        OP,
+        "layer_norm_f32",
+        "layer_norm_f32_wbf16",
+        "layer_norm_f32_wf16",
+        &weights,
+    )?;
     if x.shape.rank() == 0 {
         return Err(invalid(OP, "x must have at least one dimension".into()));
     }
