@@ -2,7 +2,7 @@
 # Every GPU check and timing in one device call, within a time budget, so a lease's few
 # minutes go to one call:
 #
-#   run(command="bash scripts/gpu/all.sh", carry=[".gpu"], timeout_s=540)
+#   run(command="bash scripts/gpu/all.sh", carry=[".gpu.tgz"], timeout_s=540)
 #
 # Phases, in order (name some to run only those: `bash scripts/gpu/all.sh tests llava`):
 #   tests    scripts/gpu/run_cuda_tests.sh   every CUDA kernel and graph against the CPU
@@ -18,6 +18,7 @@
 # Before the call, here: bash scripts/gpu/build.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+bash scripts/gpu/unpack.sh || exit 1
 
 FINAL=${OUT:-/tmp/iris-gpu-all}
 mkdir -p "$FINAL"

@@ -7,12 +7,13 @@
 # seconds (default 150).
 #
 # Before the device call, here: bash scripts/gpu/build.sh   (builds .gpu/bin/iris, stripped)
-# Device call: run(command="bash scripts/gpu/bench_kernels.sh", carry=[".gpu"], timeout_s=420)
+# Device call: run(command="bash scripts/gpu/bench_kernels.sh", carry=[".gpu.tgz"], timeout_s=420)
 # An optional argument keeps only the cases whose `kernel shape` contains it, on both sides:
 #   bash scripts/gpu/bench_kernels.sh matmul
 # The table's numbers go into BENCHMARKS.md, section "CUDA kernels (H100)".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+bash scripts/gpu/unpack.sh || exit 1
 
 IRIS=.gpu/bin/iris
 DIR=${OUT:-/tmp/iris-bench-kernels}
@@ -23,7 +24,7 @@ if [[ $# -gt 0 ]]; then
 fi
 
 if [[ ! -x $IRIS ]]; then
-    echo "no $IRIS: run scripts/gpu/build.sh first and name .gpu in the device call's carry"
+    echo "no $IRIS: run scripts/gpu/build.sh first and name .gpu.tgz in the device call's carry"
     exit 1
 fi
 

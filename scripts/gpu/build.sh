@@ -6,14 +6,17 @@
 #   .gpu/bin/iris   the release `iris` with `--features cuda`, for scripts/gpu/bench_kernels.sh;
 #                   in a subfolder so run_cuda_tests.sh does not take it for a test binary
 #   .gpu/bin/BUILD  the commit it was built from (with "+dirty" for uncommitted changes)
-# The device machine has no Rust toolchain; name .gpu in the device call's `carry`.
+# and packs them into .gpu.tgz (git-ignored), which travels instead: the binaries are about
+# 43 MB and a device call carries at most 64 MiB with the working tree, compressed they are
+# about 12 MB. The device machine has no Rust toolchain; name .gpu.tgz in the device call's
+# `carry`; every device script unpacks it first (scripts/gpu/unpack.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 OUT_DIR=${IRIS_GPU_DIR:-.gpu} # another folder only to try this script without touching .gpu
 TESTS=(cuda_ops cuda_executor cuda_gemm cuda_attention cuda_graph cuda_smollm2)
-# Everything in .gpu travels with the device call, which carries 64 MiB at most.
-MAX_BYTES=$((64 << 20))
+# .gpu.tgz travels with the device call, beside the working tree (about 28 MB): 64 MiB in all.
+MAX_BYTES=$((32 << 20))
 
 # Reads cargo's JSON messages on stdin and prints the executable built for target $1.
 executable() {
@@ -58,9 +61,12 @@ echo "$(git rev-parse --short HEAD)$dirty, built $(date -u '+%Y-%m-%d %H:%M UTC'
     >"$OUT_DIR/bin/BUILD"
 
 ls -lR "$OUT_DIR"
-total=$(du -sb "$OUT_DIR" | cut -f1)
-echo "total: $total bytes"
-if (( total > MAX_BYTES )); then
-    echo "error: $OUT_DIR holds $total bytes, more than the 64 MiB a device call carries" >&2
+echo "total: $(du -sb "$OUT_DIR" | cut -f1) bytes"
+tar czf "$OUT_DIR.tgz" "$OUT_DIR"
+packed=$(stat -c %s "$OUT_DIR.tgz")
+echo "packed: $OUT_DIR.tgz, $packed bytes"
+if (( packed > MAX_BYTES )); then
+    echo "error: $OUT_DIR.tgz holds $packed bytes; with the working tree that passes the 64 MiB" \
+        "a device call carries" >&2
     exit 1
 fi

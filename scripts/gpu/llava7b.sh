@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # LLaVA-1.5-7B shape end to end on the GPU machine, iris next to PyTorch, in one device call:
 #
-#   run(command="bash scripts/gpu/llava7b.sh", carry=[".gpu"], timeout_s=600)
+#   run(command="bash scripts/gpu/llava7b.sh", carry=[".gpu.tgz"], timeout_s=600)
 #
 # Needs .gpu/bin/iris: the iris binary built with `--features cuda` by scripts/gpu/build.sh
 # here (no CUDA needed to build; set IRIS=path to use another). The device machine has Python
@@ -25,6 +25,7 @@
 # model of llava7b.py --tiny, and every iris run on the CPU.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+if [[ -z "${IRIS:-}" ]]; then bash scripts/gpu/unpack.sh || exit 1; fi
 
 OUT=${OUT:-/tmp/llava7b-out}
 mkdir -p "$OUT"
@@ -40,7 +41,7 @@ IRIS=${IRIS:-.gpu/bin/iris}
 
 main() {
     if [[ ! -x "$IRIS" ]]; then
-        echo "error: no iris binary at $IRIS: run scripts/gpu/build.sh here and carry .gpu"
+        echo "error: no iris binary at $IRIS: run scripts/gpu/build.sh here and carry .gpu.tgz"
         return 1
     fi
     build_args=()

@@ -6,9 +6,10 @@
 # the tests fail, not skip, when the backend cannot start. Each binary is stopped after
 # IRIS_TEST_TIMEOUT seconds (default 120), so one hung kernel cannot eat the device call.
 #
-# Device call: run(command="bash scripts/gpu/run_cuda_tests.sh", carry=[".gpu"], timeout_s=300)
+# Device call: run(command="bash scripts/gpu/run_cuda_tests.sh", carry=[".gpu.tgz"], timeout_s=300)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+bash scripts/gpu/unpack.sh || exit 1
 
 LOG=/dev/null
 if [[ -n "${OUT:-}" ]]; then
@@ -36,7 +37,7 @@ fi
         echo "== $bin took $(( ($(date +%s%N) - start) / 1000000 )) ms"
     done
     if [[ $found -eq 0 ]]; then
-        echo "no test binaries in .gpu/: run scripts/gpu/build.sh first and carry .gpu"
+        echo "no test binaries in .gpu/: run scripts/gpu/build.sh first and carry .gpu.tgz"
         status=1
     fi
     echo "== overall: $([[ $status -eq 0 ]] && echo PASS || echo FAIL)"

@@ -8,8 +8,8 @@
 #   device: run(command="bash scripts/gpu/smollm2.sh test", carry=[".smol/part2"])
 #
 # The working tree travels with every call too (about 26 MB), so a part and .gpu do not fit
-# one call: the calls follow one that carried .gpu (scripts/gpu/all.sh), whose copy stays on
-# the warm machine. `keep` copies the carried part to /root/smol-parts (which outlives the call while the machine
+# one call: the calls follow one that carried .gpu.tgz (scripts/gpu/all.sh), whose unpacked
+# .gpu/ stays on the warm machine. `keep` copies the carried part to /root/smol-parts (which outlives the call while the machine
 # stays warm); `test` joins the parts, checks the GGUF's SHA-256 against the one `split`
 # recorded, converts it to f32 safetensors with the carried iris and runs the CUDA test with
 # IRIS_REQUIRE_CUDA=1 and IRIS_REQUIRE_SMOLLM2=1 (a missing device or model fails).
@@ -34,6 +34,7 @@ keep)
     ls -la "$PARTS"
     ;;
 test)
+    bash scripts/gpu/unpack.sh
     mkdir -p "$PARTS"
     cp .smol/part*/q4_1.gguf.* "$PARTS"/
     gguf=/root/smollm2.q4_1.gguf

@@ -8,9 +8,10 @@
 #   per-launch choice at the attention shapes: $OUT/flash_warps.md.
 #
 # Before the call, here: bash scripts/gpu/build.sh
-# Device call: run(command="bash scripts/gpu/sweep.sh", carry=[".gpu"], timeout_s=300)
+# Device call: run(command="bash scripts/gpu/sweep.sh", carry=[".gpu.tgz"], timeout_s=300)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+bash scripts/gpu/unpack.sh || exit 1
 
 IRIS=.gpu/bin/iris
 DIR=${OUT:-/tmp/iris-gemm-sweep}
