@@ -18,6 +18,7 @@
 //! summation order differs.
 
 mod f16_twin;
+mod gemm_body;
 mod gemm_ptx;
 mod gemv_ptx;
 mod tile;
