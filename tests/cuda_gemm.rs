@@ -9,9 +9,10 @@
 #![cfg(feature = "cuda")]
 
 #[path = "common/cuda.rs"]
+#[allow(dead_code)] // not every helper is used here
 mod cuda_common;
 
-use cuda_common::{backend, bf16_tensor, f32_tensor, operand, place, run, time_op};
+use cuda_common::{backend, f32_tensor, operand, place, run, time_op};
 use half::{bf16, f16};
 use iris_kernels::cpu::reference;
 use iris_kernels::cuda::gemm_mma::GEMM_TILES;
@@ -26,7 +27,54 @@ use iris_runtime::{DType, Error, Tensor};
 enum Bias {
     None,
     F32,
-    Bf16,
+    /// A bias of the weight's 16-bit type.
+    Half,
+}
+
+/// Values rounded to one 16-bit type: what the weight (and a `Bias::Half`) holds.
+enum Halves {
+    Bf16(Vec<bf16>),
+    F16(Vec<f16>),
+}
+
+impl Halves {
+    fn round(dtype: DType, values: &[f32]) -> Halves {
+        match dtype {
+            DType::BF16 => Halves::Bf16(values.iter().map(|&v| bf16::from_f32(v)).collect()),
+            DType::F16 => Halves::F16(values.iter().map(|&v| f16::from_f32(v)).collect()),
+            other => panic!("{other} is not a 16-bit type"),
+        }
+    }
+
+    fn dtype(&self) -> DType {
+        match self {
+            Halves::Bf16(_) => DType::BF16,
+            Halves::F16(_) => DType::F16,
+        }
+    }
+
+    fn tensor(&self, dims: &[usize]) -> Tensor {
+        match self {
+            Halves::Bf16(v) => Tensor::from_slice(v, dims),
+            Halves::F16(v) => Tensor::from_slice(v, dims),
+        }
+        .expect("tensor")
+    }
+
+    fn slice(&self) -> WeightSlice<'_> {
+        match self {
+            Halves::Bf16(v) => WeightSlice::BF16(v),
+            Halves::F16(v) => WeightSlice::F16(v),
+        }
+    }
+
+    /// `v` rounded to this type, as the kernels round the activations.
+    fn rounded(&self, v: f32) -> f32 {
+        match self {
+            Halves::Bf16(_) => bf16::from_f32(v).to_f32(),
+            Halves::F16(_) => f16::from_f32(v).to_f32(),
+        }
+    }
 }
 
 /// Where the weight lives: uploaded as a checkpoint weight (256-byte aligned), or at a byte
@@ -37,39 +85,48 @@ enum Placement {
     Misaligned,
 }
 
-/// One problem: random x [m, k], bf16 w [n, k], optional bias, on the device.
+/// One problem: random x [m, k], 16-bit w [n, k], optional bias, on the device.
 struct Case {
     m: usize,
     n: usize,
     k: usize,
     bias: Bias,
     x: Vec<f32>,
-    w: Vec<bf16>,
+    w: Halves,
     b: Vec<f32>,
-    b16: Vec<bf16>,
+    b16: Halves,
     inputs: Vec<Operand<CudaSlot>>,
     output: Operand<CudaSlot>,
 }
 
 impl Case {
+    /// A bf16-weight problem.
     fn new(
         be: &mut CudaBackend,
         rng: &mut Rng,
+        dims: (usize, usize, usize),
+        bias: Bias,
+        placement: Placement,
+    ) -> Case {
+        Case::with_weight(be, rng, dims, DType::BF16, bias, placement)
+    }
+
+    /// A problem with a `weight`-typed (bf16 or f16) weight.
+    fn with_weight(
+        be: &mut CudaBackend,
+        rng: &mut Rng,
         (m, n, k): (usize, usize, usize),
+        weight: DType,
         bias: Bias,
         placement: Placement,
     ) -> Case {
         let x = rng.vec(m * k, -1.0, 1.0);
-        let w: Vec<bf16> = rng
-            .vec(n * k, -1.0, 1.0)
-            .iter()
-            .map(|&v| bf16::from_f32(v))
-            .collect();
+        let w = Halves::round(weight, &rng.vec(n * k, -1.0, 1.0));
         let b = rng.vec(n, -1.0, 1.0);
-        let b16: Vec<bf16> = b.iter().map(|&v| bf16::from_f32(v)).collect();
+        let b16 = Halves::round(weight, &b);
         let slots = place(be, &[4 * m * k, 4 * m * n]);
         be.write(&slots[0], &f32_tensor(&x, &[m, k])).unwrap();
-        let w_tensor = bf16_tensor(&w, &[n, k]);
+        let w_tensor = w.tensor(&[n, k]);
         let w_slot = match placement {
             Placement::Uploaded => be.weight(&w_tensor).unwrap(),
             Placement::Misaligned => {
@@ -81,7 +138,7 @@ impl Case {
         };
         let mut inputs = vec![
             operand(&slots[0], DType::F32, &[m, k]),
-            operand(&w_slot, DType::BF16, &[n, k]),
+            operand(&w_slot, w.dtype(), &[n, k]),
         ];
         match bias {
             Bias::None => {}
@@ -89,9 +146,9 @@ impl Case {
                 let slot = be.weight(&f32_tensor(&b, &[n])).unwrap();
                 inputs.push(operand(&slot, DType::F32, &[n]));
             }
-            Bias::Bf16 => {
-                let slot = be.weight(&bf16_tensor(&b16, &[n])).unwrap();
-                inputs.push(operand(&slot, DType::BF16, &[n]));
+            Bias::Half => {
+                let slot = be.weight(&b16.tensor(&[n])).unwrap();
+                inputs.push(operand(&slot, b16.dtype(), &[n]));
             }
         }
         let output = operand(&slots[1], DType::F32, &[m, n]);
@@ -115,36 +172,32 @@ impl Case {
         }
     }
 
-    /// The reference for `rows` of the output, fed bf16-rounded activations.
+    /// The reference for `rows` of the output, fed activations rounded to the weight's type.
     fn expected(&self, rows: &[usize]) -> Vec<f32> {
         let (n, k) = (self.n, self.k);
         let x: Vec<f32> = rows
             .iter()
             .flat_map(|&r| &self.x[r * k..(r + 1) * k])
-            .map(|&v| bf16::from_f32(v).to_f32())
+            .map(|&v| self.w.rounded(v))
             .collect();
         let bias = match self.bias {
             Bias::None => None,
             Bias::F32 => Some(WeightSlice::F32(&self.b)),
-            Bias::Bf16 => Some(WeightSlice::BF16(&self.b16)),
+            Bias::Half => Some(self.b16.slice()),
         };
         let mut out = vec![0.0; rows.len() * n];
-        reference::matmul(
-            &x,
-            WeightSlice::BF16(&self.w),
-            bias,
-            rows.len(),
-            n,
-            k,
-            &mut out,
-        );
+        reference::matmul(&x, self.w.slice(), bias, rows.len(), n, k, &mut out);
         out
     }
 
     fn name(&self) -> String {
         format!(
-            "matmul {}x{}x{} bf16 weight, bias {:?}",
-            self.m, self.n, self.k, self.bias
+            "matmul {}x{}x{} {} weight, bias {:?}",
+            self.m,
+            self.n,
+            self.k,
+            self.w.dtype(),
+            self.bias
         )
     }
 
@@ -185,7 +238,7 @@ fn bf16_matmul_matches_reference_on_odd_sizes() {
     let ms = [1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 129, 300];
     let ns = [1, 7, 130, 1000];
     let ks = [8, 24, 576, 1000, 13];
-    let biases = [Bias::None, Bias::Bf16, Bias::F32];
+    let biases = [Bias::None, Bias::Half, Bias::F32];
     let mut worst = 0.0f64;
     let mut cases = 0;
     for (i, &m) in ms.iter().enumerate() {
@@ -228,7 +281,7 @@ fn every_gemm_variant_matches_reference() {
         .into_iter()
         .enumerate()
         {
-            let bias = [Bias::None, Bias::Bf16, Bias::F32][i % 3];
+            let bias = [Bias::None, Bias::Half, Bias::F32][i % 3];
             let case = Case::new(&mut be, &mut rng, shape, bias, Placement::Uploaded);
             worst = worst.max(case.check(&mut be, None));
         }
@@ -238,13 +291,14 @@ fn every_gemm_variant_matches_reference() {
 }
 
 /// f16 weights (`gemv_f16`, `cast_f32_f16` + `gemm_f16_mma_*`): the activations rounded to f16
-/// as PyTorch's f16 `Linear` does, an f16 or f32 bias, GEMV and GEMM sizes, odd K.
+/// as PyTorch's f16 `Linear` does, an f16 or f32 bias, GEMV and GEMM sizes, odd K, and one
+/// weight read through `pad_bf16` (which copies any 16-bit rows).
 #[test]
 fn f16_matmul_matches_reference() {
     let Some(mut be) = backend() else { return };
     let mut rng = Rng::new(0xf16);
     let mut worst = 0.0f64;
-    for (i, (m, n, k)) in [
+    for (i, shape) in [
         (1, 7, 24),
         (3, 130, 13),
         (8, 1000, 576),
@@ -255,45 +309,14 @@ fn f16_matmul_matches_reference() {
     .into_iter()
     .enumerate()
     {
-        let x = rng.vec(m * k, -1.0, 1.0);
-        let w: Vec<f16> = rng
-            .vec(n * k, -1.0, 1.0)
-            .iter()
-            .map(|&v| f16::from_f32(v))
-            .collect();
-        let b = rng.vec(n, -1.0, 1.0);
-        let b16: Vec<f16> = b.iter().map(|&v| f16::from_f32(v)).collect();
-        let slots = place(&mut be, &[4 * m * k, 4 * m * n]);
-        be.write(&slots[0], &f32_tensor(&x, &[m, k])).unwrap();
-        let w_slot = be.weight(&Tensor::from_slice(&w, [n, k]).unwrap()).unwrap();
-        let mut inputs = vec![
-            operand(&slots[0], DType::F32, &[m, k]),
-            operand(&w_slot, DType::F16, &[n, k]),
-        ];
-        let bias = match i % 3 {
-            0 => None,
-            1 => {
-                let slot = be.weight(&f32_tensor(&b, &[n])).unwrap();
-                inputs.push(operand(&slot, DType::F32, &[n]));
-                Some(WeightSlice::F32(&b))
-            }
-            _ => {
-                let slot = be.weight(&Tensor::from_slice(&b16, [n]).unwrap()).unwrap();
-                inputs.push(operand(&slot, DType::F16, &[n]));
-                Some(WeightSlice::F16(&b16))
-            }
+        let bias = [Bias::None, Bias::F32, Bias::Half][i % 3];
+        let placement = if i == 3 {
+            Placement::Misaligned
+        } else {
+            Placement::Uploaded
         };
-        let output = operand(&slots[1], DType::F32, &[m, n]);
-        let op = Op::MatMul {
-            has_bias: bias.is_some(),
-        };
-        let actual = run(&mut be, &op, &inputs, &output);
-        let x16: Vec<f32> = x.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
-        let mut expected = vec![0.0; m * n];
-        reference::matmul(&x16, WeightSlice::F16(&w), bias, m, n, k, &mut expected);
-        let name = format!("matmul {m}x{n}x{k} f16 weight");
-        assert_nmse(&name, &actual, &expected, NMSE_F32_REDUCTION);
-        worst = worst.max(nmse(&actual, &expected));
+        let case = Case::with_weight(&mut be, &mut rng, shape, DType::F16, bias, placement);
+        worst = worst.max(case.check(&mut be, None));
     }
     println!("f16 matmul cases, worst nmse {worst:.2e}");
 }
@@ -305,9 +328,9 @@ fn bf16_matmul_matches_reference_on_model_shapes() {
     // SmolVLM-256M MLP up (512 tokens), ViT-L/14-336 MLP up (577 tokens), and decode rows.
     for (shape, bias) in [
         ((512, 1536, 576), Bias::None),
-        ((577, 4096, 1024), Bias::Bf16),
+        ((577, 4096, 1024), Bias::Half),
         ((1, 1536, 576), Bias::None),
-        ((4, 4096, 1024), Bias::Bf16),
+        ((4, 4096, 1024), Bias::Half),
     ] {
         let case = Case::new(&mut be, &mut rng, shape, bias, Placement::Uploaded);
         let e = case.check(&mut be, None);

@@ -261,6 +261,8 @@ def selp(ins, parts, ctx):
 
 
 _TO_INT = {"rzi": np.trunc, "rni": np.rint, "rmi": np.floor, "rpi": np.ceil}
+# cvt.rn.{bf16x2,f16x2}.f32: the rounding of each packed type.
+_PACK = {"bf16x2": bf16_round, "f16x2": f16_round}
 
 
 def cvt(ins, parts, ctx):
@@ -268,21 +270,13 @@ def cvt(ins, parts, ctx):
     a = ins.args
     if set(mods) - {"rn", "ftz"} - set(_TO_INT):
         raise PtxError(f"{ins}: modifiers {mods} not modelled")
-    if dty == "bf16x2" and sty == "f32":  # d = {bf16(a) high, bf16(b) low}
+    if dty in _PACK and sty == "f32":  # d = {16-bit(a) high, 16-bit(b) low}
         hi, lo = source(ctx, a[1], "f32"), source(ctx, a[2], "f32")
-        put = dest(ctx, a[0], "b32")
+        put, round_half = dest(ctx, a[0], "b32"), _PACK[dty]
 
         def fn(sel):
-            put(sel, (bf16_round(hi(sel)).astype(np.uint32) << np.uint32(16))
-                | bf16_round(lo(sel)).astype(np.uint32))
-        return Step(PLAIN, fn)
-    if dty == "f16x2" and sty == "f32":  # d = {f16(a) high, f16(b) low}
-        hi, lo = source(ctx, a[1], "f32"), source(ctx, a[2], "f32")
-        put = dest(ctx, a[0], "b32")
-
-        def fn(sel):
-            put(sel, (f16_round(hi(sel)).astype(np.uint32) << np.uint32(16))
-                | f16_round(lo(sel)).astype(np.uint32))
+            put(sel, (round_half(hi(sel)).astype(np.uint32) << np.uint32(16))
+                | round_half(lo(sel)).astype(np.uint32))
         return Step(PLAIN, fn)
     if dty == "bf16" and sty == "f32":
         x, put = source(ctx, a[1], "f32"), dest(ctx, a[0], "b16")
