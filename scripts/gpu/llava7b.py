@@ -31,7 +31,8 @@ pixel_values, image_features, logits; f32), from the model just built.
 
 `tokens` prints the tokens of `iris bench e2e --json` runs and whether they equal the first's.
 `table` merges the PyTorch JSON with `iris bench e2e --json` into one markdown table (plus, with
---graph-on / --graph-off, a line comparing decode with and without the CUDA graph).
+--graph-on / --graph-off, a line comparing decode with and without the CUDA graph, and with
+--f16, a line on the text run with the weights converted to f16).
 """
 
 import argparse
@@ -349,6 +350,7 @@ def table(args):
     if "error" in iris:
         lines += ["", f"iris: {iris['error']}"]
     lines += graph_lines(args.graph_on, args.graph_off)
+    lines += f16_lines(args.f16)
     text = "\n".join(lines) + "\n"
     print(text)
     with open(args.out, "w") as f:
@@ -371,6 +373,21 @@ def graph_lines(on_path, off_path):
                     f"{off['decode_tok_s']:.1f} tok/s, p50 {off['decode_p50_ms']:.2f} ms; {same} tokens."]
     except (OSError, ValueError, KeyError, TypeError) as e:
         return ["", f"Graph on/off comparison unavailable: {e}"]
+
+
+def f16_lines(path):
+    """One line on the same text run with the weights converted to f16 at load, if it ran."""
+    if not path:
+        return []
+    try:
+        with open(path) as f:
+            run = json.load(f)
+        return ["", f"f16 weights (`--dtype f16`, converted at load; f16 GEMM/GEMV kernels), text "
+                    f"prompt of {run['prompt_tokens']} tokens, {run['gen_tokens']} new: prefill "
+                    f"{run['prefill_tok_s']:.0f} tok/s, decode {run['decode_tok_s']:.1f} tok/s, "
+                    f"p50 {run['decode_p50_ms']:.2f} ms ({run['decode_graph']})."]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return ["", f"f16 run unavailable: {e}"]
 
 
 def tokens(args):
@@ -409,6 +426,7 @@ def main():
     t.add_argument("--out", required=True)
     t.add_argument("--graph-on", help="iris bench JSON of a decode run with the CUDA graph")
     t.add_argument("--graph-off", help="the same run with IRIS_CUDA_GRAPH=0")
+    t.add_argument("--f16", help="iris bench JSON of the text run with --dtype f16")
     k = sub.add_parser("tokens", help="compare the tokens of iris bench e2e --json runs")
     k.add_argument("runs", nargs="+")
     args = parser.parse_args()

@@ -17,8 +17,9 @@
 #   3. `iris bench e2e --device cuda --dtype bf16` on that folder with a photo (600 prompt
 #      tokens, 128 new, 1 warm-up + 2 runs), bounded so the table is always written;
 #   4. if time is left: decode with and without the CUDA graph on a text prompt;
-#   5. the table, $OUT/llava7b.md. Also in $OUT: llava7b.log, torch.json, iris*.json;
-#   6. if time is left: a per-op profile of one run (IRIS_PROFILE=1) in $OUT/profile.txt.
+#   5. if time is left: the text run with the weights converted to f16 (`--dtype f16`);
+#   6. the table, $OUT/llava7b.md. Also in $OUT: llava7b.log, torch.json, iris*.json;
+#   7. if time is left: a per-op profile of one run (IRIS_PROFILE=1) in $OUT/profile.txt.
 # The whole call is meant to fit in about 8 minutes (LLAVA7B_BUDGET_S, default 540 s).
 #
 # LLAVA7B_DEVICE=cpu is a smoke test of this script on a machine without a GPU: the tiny
@@ -114,9 +115,19 @@ main() {
         fi
     fi
 
+    f16_args=()
+    if (( $(left) > 100 )); then
+        say "the text run with the weights converted to f16 at load (the f16 kernels)"
+        if timeout $(( $(left) - 60 )) "$IRIS" bench e2e --device "$DEVICE" --dtype f16 \
+            --model "$CKPT" --prompt-tokens 24 --gen-tokens 64 --runs 1 --warmup 1 --json \
+            > "$OUT/iris_f16.json"; then
+            f16_args=(--f16 "$OUT/iris_f16.json")
+        fi
+    fi
+
     say "table"
     python3 scripts/gpu/llava7b.py table --torch "$OUT/torch.json" --iris "$OUT/iris.json" \
-        --out "$OUT/llava7b.md" "${graph_args[@]}"
+        --out "$OUT/llava7b.md" "${graph_args[@]}" "${f16_args[@]}"
 
     if (( $(left) > 60 )); then
         say "per-op profile (IRIS_PROFILE=1: one synchronize per op, so slower than above)"
