@@ -341,7 +341,7 @@ fn gemm(
     let lda = padded_k(dims.k);
     let a_chunks = dims.m as usize * lda / 8;
     if a_chunks > kernels::MAX_DIM || lda > kernels::MAX_DIM {
-        return Err(too_large(&format!("{} x {lda} bf16 activations", dims.m)));
+        return Err(too_large(&format!("{} x {lda} 16-bit activations", dims.m)));
     }
     let tile = gemm_tile(backend, dims);
     if tile.tiles(dims.m, dims.n) > gemm_mma::GEMM_MAX_TILES {
@@ -355,7 +355,7 @@ fn gemm(
     };
     if dims.k == 0 {
         // Nothing to multiply: the kernel reads no a and no w and writes the bias (or 0).
-        return gemm_launch(backend, half, dims, (0, 0), (0, 0), bias, output);
+        return gemm_launch(backend, half, tile, dims, (0, 0), (0, 0), bias, output);
     }
     let slot = scratch(backend, a_bytes + w_bytes)?;
     let lda = lda as u32;
@@ -381,13 +381,25 @@ fn gemm(
         )?;
     }
     let weight = weight_rows(backend, dims, w, Some((&slot, a_bytes)))?;
-    gemm_launch(backend, half, dims, (a_ptr, lda), weight, bias, output)
+    gemm_launch(
+        backend,
+        half,
+        tile,
+        dims,
+        (a_ptr, lda),
+        weight,
+        bias,
+        output,
+    )
 }
 
-/// `gemm_bf16_mma_*` on prepared operands: (address, row stride) of a and of w.
+/// The `tile` variant of `gemm_bf16_mma_*` (or `_f16_`) on prepared operands: (address, row
+/// stride) of a and of w.
+#[allow(clippy::too_many_arguments)] // the launch's operands, each prepared by gemm()
 fn gemm_launch(
     backend: &CudaBackend,
     half: Half,
+    tile: &gemm_mma::GemmTile,
     dims: Dims,
     (a_ptr, lda): (u64, u32),
     (w_ptr, ldw): (u64, u32),
@@ -396,17 +408,16 @@ fn gemm_launch(
 ) -> Result<()> {
     let (bias_ptr, bias_half) = bias_args(backend, bias);
     let out_ptr = output.slot.device_ptr(&backend.stream);
-    let tile = gemm_tile(backend, dims);
     // SAFETY: the arguments match the gemm_bf16_mma_* / gemm_f16_mma_* parameters (u64 a, w, bias,
     // out; u32 m, n, k, lda, ldw, bias flag). It reads a: m rows of lda 16-bit values (the cast
     // just queued on this stream wrote them, zero beyond k), w: n rows of ldw 16-bit values whose
     // rows start 16-byte aligned (in place when weight_aligned, else the padded copy at a_bytes of
     // the scratch, zero beyond k), each in whole 16-byte chunks that start below k (none when k =
     // 0, where a and w may be null); bias[..n] when non-null; and writes out[..m * n] f32
-    // (check_slot: held, aligned). gemm() checked that the tile count fits the 1-D grid and m, n,
-    // k, lda, ldw <= MAX_DIM. The scratch is never freed while the backend lives; other allocations
-    // are freed stream-ordered, after the launch. gemm_dims gives the variant its block size and
-    // dynamic shared memory, whose limit CudaBackend::new raised.
+    // (check_slot: held, aligned). gemm() chose `tile` and checked that its tile count fits the 1-D
+    // grid and m, n, k, lda, ldw <= MAX_DIM. The scratch is never freed while the backend lives;
+    // other allocations are freed stream-ordered, after the launch. gemm_dims gives the variant its
+    // block size and dynamic shared memory, whose limit CudaBackend::new raised.
     unsafe {
         launch(
             backend,
