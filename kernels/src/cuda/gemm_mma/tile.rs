@@ -9,6 +9,9 @@
 /// One generated variant of the tensor-core GEMM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GemmTile {
+    /// The variant's name, `bm x bn x bk _s stages` (e.g. `64x128x64_s3`): what
+    /// `IRIS_GEMM_TILE` takes.
+    pub shape: &'static str,
     /// Kernel entry name in the `gemm_bf16_mma` module.
     pub kernel: &'static str,
     /// The same variant's entry in the `gemm_f16_mma` module (f16 weights).
@@ -136,6 +139,7 @@ impl GemmTile {
 macro_rules! tile {
     ($shape:literal, ($bm:expr, $bn:expr, $bk:expr), ($wm:expr, $wn:expr), $stages:expr) => {
         GemmTile {
+            shape: $shape,
             kernel: concat!("gemm_bf16_mma_", $shape),
             f16_kernel: concat!("gemm_f16_mma_", $shape),
             bm: $bm,
@@ -222,7 +226,7 @@ fn by_name(name: &str) -> &'static GemmTile {
 pub fn gemm_tile_named(name: &str) -> Option<&'static GemmTile> {
     GEMM_TILES
         .iter()
-        .find(|t| t.kernel == name || t.kernel.strip_prefix("gemm_bf16_mma_") == Some(name))
+        .find(|t| t.kernel == name || t.shape == name)
 }
 
 #[cfg(test)]
@@ -239,6 +243,8 @@ mod tests {
             assert!(t
                 .kernel
                 .ends_with(&format!("{}x{}x{}_s{}", t.bm, t.bn, t.bk, t.stages)));
+            let shape = format!("{}x{}x{}_s{}", t.bm, t.bn, t.bk, t.stages);
+            assert_eq!(t.shape, shape);
         }
         let names: std::collections::HashSet<_> = GEMM_KERNELS.iter().collect();
         assert_eq!(names.len(), GEMM_KERNELS.len());

@@ -347,10 +347,7 @@ fn gemm_tile_from_env() -> Result<Option<&'static GemmTile>> {
         return Ok(None);
     }
     gemm_tile_named(&name).map(Some).ok_or_else(|| {
-        let known: Vec<&str> = GEMM_TILES
-            .iter()
-            .map(|t| t.kernel.trim_start_matches("gemm_bf16_mma_"))
-            .collect();
+        let known: Vec<&str> = GEMM_TILES.iter().map(|t| t.shape).collect();
         Error::Cuda(format!(
             "IRIS_GEMM_TILE={name} names no GEMM variant (one of: {})",
             known.join(", ")
