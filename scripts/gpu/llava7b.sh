@@ -103,14 +103,16 @@ main() {
     fi
     cat "$OUT/iris.json"
 
+    # The text-prompt runs below: the same workload, with the weights' dtype added per run.
+    text=(bench e2e --device "$DEVICE" --model "$CKPT" --prompt-tokens 24 --gen-tokens 64 --runs 1
+          --warmup 1 --json)
     graph_args=()
     if (( $(left) > 90 )); then
         say "decode with and without the CUDA graph (text prompt)"
-        text=(bench e2e --device "$DEVICE" --dtype bf16 --model "$CKPT" --prompt-tokens 24 --gen-tokens 64 --runs 1
-              --warmup 1 --json)
         limit=$(( ($(left) - 20) / 2 ))
-        if timeout "$limit" "$IRIS" "${text[@]}" > "$OUT/iris_graph_on.json" \
-            && IRIS_CUDA_GRAPH=0 timeout "$limit" "$IRIS" "${text[@]}" > "$OUT/iris_graph_off.json"; then
+        if timeout "$limit" "$IRIS" "${text[@]}" --dtype bf16 > "$OUT/iris_graph_on.json" \
+            && IRIS_CUDA_GRAPH=0 timeout "$limit" "$IRIS" "${text[@]}" --dtype bf16 \
+                > "$OUT/iris_graph_off.json"; then
             graph_args=(--graph-on "$OUT/iris_graph_on.json" --graph-off "$OUT/iris_graph_off.json")
         fi
     fi
@@ -118,9 +120,7 @@ main() {
     f16_args=()
     if (( $(left) > 100 )); then
         say "the text run with the weights converted to f16 at load (the f16 kernels)"
-        if timeout $(( $(left) - 60 )) "$IRIS" bench e2e --device "$DEVICE" --dtype f16 \
-            --model "$CKPT" --prompt-tokens 24 --gen-tokens 64 --runs 1 --warmup 1 --json \
-            > "$OUT/iris_f16.json"; then
+        if timeout $(( $(left) - 60 )) "$IRIS" "${text[@]}" --dtype f16 > "$OUT/iris_f16.json"; then
             f16_args=(--f16 "$OUT/iris_f16.json")
         fi
     fi
