@@ -20,32 +20,56 @@ VARIANTS=(128x128x32_s3 128x128x64_s3 128x256x64_s3 256x128x64_s3 64x128x64_s3 6
     64x64x64_s3 64x64x64_s4)
 
 status=0
-for v in "${VARIANTS[@]}" chosen; do
-    tile=$v
-    if [[ $v == chosen ]]; then tile=""; fi
-    if ! IRIS_GEMM_TILE=$tile timeout 120 "$IRIS" bench kernels --device cuda --json \
-        --filter matmul >"$DIR/sweep/$v.json" 2>"$DIR/sweep/$v.err"; then
-        echo "== $v: failed"; cat "$DIR/sweep/$v.err"; status=1
-    fi
-done
+# Runs `iris bench kernels` once per value of the environment variable $1 (and once unset:
+# the choice per shape, saved as `chosen`), keeping the cases whose key contains $2, into
+# sweep/$3<value>.json.
+time_each() {
+    local var=$1 filter=$2 prefix=$3 value
+    shift 3
+    for v in "$@" chosen; do
+        value=$v
+        if [[ $v == chosen ]]; then value=""; fi
+        if ! env "$var=$value" timeout 120 "$IRIS" bench kernels --device cuda --json \
+            --filter "$filter" >"$DIR/sweep/$prefix$v.json" 2>"$DIR/sweep/$prefix$v.err"; then
+            echo "== $var=$v: failed"; cat "$DIR/sweep/$prefix$v.err"; status=1
+        fi
+    done
+}
+time_each IRIS_GEMM_TILE matmul "" "${VARIANTS[@]}"
+time_each IRIS_FLASH_WARPS "attention b" flash_ 4 8
 timeout 120 python3 scripts/gpu/bench_kernels.py time --filter matmul \
     --out "$DIR/sweep/torch.json" || status=1
 
 python3 - "$DIR" "${VARIANTS[@]}" <<'PY'
 import json, os, sys
 folder, variants = sys.argv[1], sys.argv[2:]
+
+
 def rows(name):
+    """{shape: record} of one run's JSON (empty when it failed)."""
     try:
         with open(os.path.join(folder, "sweep", name + ".json")) as f:
-            doc = json.load(f)
+            return {r["shape"]: r for r in json.load(f).get("kernels", [])}
     except (OSError, ValueError):
         return {}
-    return {r["shape"]: r.get("median_us") for r in doc.get("kernels", []) if r["kernel"] == "matmul"}
+
+
+def us(record):
+    return None if record is None else record.get("median_us")
+
+
+def write(name, lines):
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(folder, name), "w") as f:
+        f.write(text)
+    print(text)
+
+
 cols = variants + ["chosen", "torch"]
-data = {c: rows(c) for c in cols}
-shapes = list(data["chosen"]) or list(data["torch"])
+data = {c: {shape: us(r) for shape, r in rows(c).items() if r["kernel"] == "matmul"}
+        for c in cols}
 out = ["| shape | " + " | ".join(cols) + " | best / PyTorch |", "|---" * (len(cols) + 2) + "|"]
-for shape in shapes:
+for shape in list(data["chosen"]) or list(data["torch"]):
     vals = {c: data[c].get(shape) for c in cols}
     tiles = [vals[v] for v in variants if vals[v] is not None]
     best = min(tiles) if tiles else None
@@ -56,40 +80,16 @@ for shape in shapes:
         cells.append(f"**{text}**" if v is not None and v == best and c in variants else text)
     ratio = f"{best / vals['torch']:.2f}" if best and vals["torch"] else ""
     out.append(f"| {shape} | " + " | ".join(cells) + f" | {ratio} |")
-text = "\n".join(out) + "\n"
-with open(os.path.join(folder, "gemm_sweep.md"), "w") as f:
-    f.write(text)
-print(text)
-PY
-for w in 4 8 chosen; do
-    warps=$w
-    if [[ $w == chosen ]]; then warps=""; fi
-    if ! IRIS_FLASH_WARPS=$warps timeout 120 "$IRIS" bench kernels --device cuda --json \
-        --filter "attention b" >"$DIR/sweep/flash_$w.json" 2>"$DIR/sweep/flash_$w.err"; then
-        echo "== flash $w warps: failed"; cat "$DIR/sweep/flash_$w.err"; status=1
-    fi
-done
-python3 - "$DIR" <<'PY'
-import json, os, sys
-folder = sys.argv[1]
-def rows(name):
-    try:
-        with open(os.path.join(folder, "sweep", name + ".json")) as f:
-            return {r["shape"]: r for r in json.load(f).get("kernels", [])}
-    except (OSError, ValueError):
-        return {}
-cols = {"4 warps": rows("flash_4"), "8 warps": rows("flash_8"), "chosen": rows("flash_chosen")}
-shapes = list(cols["chosen"]) or list(cols["4 warps"])
-out = ["| attention | " + " | ".join(f"{c} us" for c in cols) + " | chosen TFLOP/s |",
-       "|---" * (len(cols) + 2) + "|"]
-for shape in shapes:
-    cells = [f"{cols[c][shape]['median_us']:.1f}" if shape in cols[c] and
-             cols[c][shape].get("median_us") is not None else "" for c in cols]
-    rate = cols["chosen"].get(shape, {}).get("tflop_s")
+write("gemm_sweep.md", out)
+
+flash = {"4 warps": rows("flash_4"), "8 warps": rows("flash_8"), "chosen": rows("flash_chosen")}
+out = ["| attention | " + " | ".join(f"{c} us" for c in flash) + " | chosen TFLOP/s |",
+       "|---" * (len(flash) + 2) + "|"]
+for shape in list(flash["chosen"]) or list(flash["4 warps"]):
+    cells = ["" if us(flash[c].get(shape)) is None else f"{us(flash[c][shape]):.1f}"
+             for c in flash]
+    rate = flash["chosen"].get(shape, {}).get("tflop_s")
     out.append(f"| {shape} | " + " | ".join(cells) + f" | {'' if rate is None else f'{rate:.0f}'} |")
-text = "\n".join(out) + "\n"
-with open(os.path.join(folder, "flash_warps.md"), "w") as f:
-    f.write(text)
-print(text)
+write("flash_warps.md", out)
 PY
 exit $status
