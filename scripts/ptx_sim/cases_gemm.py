@@ -101,7 +101,9 @@ def tile_shape(src, tile, ty="bf16"):
 
 
 def gemm(m, n, k, bias, lda=None, warp_order="parity", cp_async="late", seed=0, tile=DEFAULT_TILE,
-         ty="bf16"):
+         ty="bf16", out_skew=0):
+    """out_skew: bytes past 256-byte alignment of out (4: rows of an even N still start only
+    4-byte aligned, so the paired stores must not be taken)."""
     lda = lda or _round8(k)
     module = f"gemm_{ty}_mma"
     kernel = f"{module}_{tile}"
@@ -115,7 +117,7 @@ def gemm(m, n, k, bias, lda=None, warp_order="parity", cp_async="late", seed=0, 
         g = GlobalMemory()
         pa, pw = g.put(a, "a"), g.put(w, "w")
         pb, bref, bf = _bias(bias, n, rng, g)
-        po = g.alloc(m * n * 4, "out")
+        po = g.alloc(m * n * 4, "out", skew=out_skew)
         tiles = ((m + bm - 1) // bm) * ((n + bn - 1) // bn)
         launch(src.text(module), kernel, (tiles, 1, 1), threads,
                {"a": pa, "w": pw, "bias": pb, "out": po, "m": m, "n": n, "k": k, "lda": lda,
@@ -126,7 +128,7 @@ def gemm(m, n, k, bias, lda=None, warp_order="parity", cp_async="late", seed=0, 
         want = a64 @ w64.T + bref
         return Result("nmse", nmse(got, want), NMSE_SAME_INPUTS)
     return Case(f"{kernel} {m}x{n}x{k} lda={lda} bias={bias} warps={warp_order} "
-                f"cp.async={cp_async}", run, [module],
+                f"cp.async={cp_async} out-skew={out_skew}", run, [module],
                 cost=((m + 127) // 128) * ((n + 127) // 128) * (k // 32 + 3))
 
 
@@ -175,6 +177,7 @@ def cases():
         gemm(257, 130, 97, "bf16"),          # 3 x 2 tiles, 4 K tiles, ragged everywhere
         gemm(128 * 9 + 5, 140, 16, "none"),  # 10 x 2 tiles: the short last group of 8 tile rows
         gemm(300, 260, 300, "f32", cp_async="early"),      # 3 x 3 tiles, 10 K tiles
+        gemm(17, 130, 24, "none", out_skew=4),  # even N, out 4-byte aligned: single stores
         # The other tile shapes: several tiles with ragged edges, more K tiles than stages,
         # K % 8 != 0, K = 0, odd N (scalar stores) and even N (paired stores), both biases.
         *[case for tile in ("128x128x64_s3", "128x256x64_s3", "256x128x64_s3", "64x128x64_s3",
@@ -185,6 +188,7 @@ def cases():
               gemm(150, 270, 333, "f32", cp_async="early", tile=tile),
               gemm(270, 150, 97, "bf16", warp_order="reverse", tile=tile),
               gemm(64 * 9 + 3, 66, 70, "none", lda=80, tile=tile),  # a short last group
+              gemm(70, 130, 40, "f32", tile=tile, out_skew=4),  # even N, out 4-byte aligned
           )],
         gemv(1, 7, 24, "none"),
         gemv(3, 20, 13, "bf16", skew=4, ldw=24),

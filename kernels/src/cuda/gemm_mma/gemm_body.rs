@@ -236,7 +236,12 @@ pub(super) fn epilogue(s: &mut String, sh: &Shape) {
             t.warp_cols()
         ),
     );
-    line(s, "and.b32         %tmp, %n, 1;");
+    // Paired stores need every row of out 8-byte aligned: N even and out itself 8-byte
+    // aligned (an f32 view may start at any multiple of 4).
+    line(s, "cvt.u32.u64     %tmp2, %out_ptr;");
+    line(s, "shl.b32         %tmp, %n, 2;");
+    line(s, "or.b32          %tmp, %tmp, %tmp2;");
+    line(s, "and.b32         %tmp, %tmp, 7;");
     line(
         s,
         "setp.eq.u32     %p_even, %tmp, 0;               // rows of out start 8-byte aligned",
