@@ -32,7 +32,7 @@ pub const MAX_M: usize = 4;
 const PAR_MIN_MACS: usize = 1 << 16;
 /// Most column groups per parallel task.
 const GROUPS_PER_TASK: usize = 4;
-/// How far ahead of its loads the AVX-512 GEMV prefetches the weight stream, in bytes. A
+/// How far ahead of its loads the GEMV prefetches the weight stream, in bytes. A
 /// task's groups are contiguous, so the prefetch runs on into its next group; past its
 /// last one it asks for a few lines it will not read (a prefetch never faults).
 const PREFETCH_AHEAD: usize = 2048;
@@ -41,7 +41,7 @@ const PREFETCH_AHEAD: usize = 2048;
 /// a weight line is read once per decode step.
 #[inline]
 #[target_feature(enable = "sse")]
-fn prefetch_ahead(at: *const u8, bytes: usize) {
+pub(super) fn prefetch_ahead(at: *const u8, bytes: usize) {
     let mut line = 0;
     while line < bytes {
         // The address is only hinted, never dereferenced, so it may lie past the weight.
@@ -143,7 +143,10 @@ macro_rules! gemv_rows {
         let x = g.x.as_ptr();
         let mut p = 0;
         while p + 2 <= g.k {
-            prefetch_ahead(($w as *const u8).wrapping_add(p * $step_bytes), 2 * $step_bytes);
+            prefetch_ahead(
+                ($w as *const u8).wrapping_add(p * $step_bytes),
+                2 * $step_bytes,
+            );
             let (w0, w1, w2, w3) = ($load(p, 0), $load(p, 1), $load(p + 1, 0), $load(p + 1, 1));
             for (r, acc) in acc.iter_mut().enumerate().take(g.m) {
                 let a0 = _mm512_set1_ps(*x.add(r * g.k + p));
