@@ -5,7 +5,7 @@ use iris_runtime::backend::cpu::{CpuBackend, CpuSlot};
 use iris_runtime::backend::{Backend, Operand};
 use iris_runtime::graph::Op;
 use iris_runtime::op_cases::{all_cases, compare_backend, CaseOutcome};
-use iris_runtime::{DType, Error, Result, Shape, Tensor};
+use iris_runtime::{Error, Result, Tensor};
 
 #[derive(Default)]
 struct FaultyBackend {
@@ -17,24 +17,7 @@ impl Backend for FaultyBackend {
     fn name(&self) -> &'static str {
         "faulty"
     }
-    fn alloc(&mut self, bytes: usize) -> Result<CpuSlot> {
-        self.inner.alloc(bytes)
-    }
-    fn sub_slot(&self, slot: &CpuSlot, offset: usize, len: usize) -> CpuSlot {
-        self.inner.sub_slot(slot, offset, len)
-    }
-    fn weight(&mut self, tensor: &Tensor) -> Result<CpuSlot> {
-        self.inner.weight(tensor)
-    }
-    fn state(&mut self, name: &str, dtype: DType, shape: &Shape) -> Result<CpuSlot> {
-        self.inner.state(name, dtype, shape)
-    }
-    fn write_bytes(&mut self, slot: &CpuSlot, bytes: &[u8]) -> Result<()> {
-        self.inner.write_bytes(slot, bytes)
-    }
-    fn read_into(&mut self, slot: &CpuSlot, out: &mut [u8]) -> Result<()> {
-        self.inner.read_into(slot, out)
-    }
+    iris_runtime::forward_backend_storage!(inner);
     fn execute(
         &mut self,
         op: &Op,

@@ -127,6 +127,38 @@ pub trait Backend {
     }
 }
 
+/// Inside an `impl Backend`, forwards the storage methods (`alloc`, `sub_slot`, `weight`,
+/// `state`, `write_bytes`, `read_into`) to the backend in field `$inner`: for wrappers that
+/// change only how ops run, such as test backends that perturb or refuse an op.
+#[macro_export]
+macro_rules! forward_backend_storage {
+    ($inner:ident) => {
+        fn alloc(&mut self, bytes: usize) -> $crate::Result<Self::Slot> {
+            $crate::backend::Backend::alloc(&mut self.$inner, bytes)
+        }
+        fn sub_slot(&self, slot: &Self::Slot, offset: usize, len: usize) -> Self::Slot {
+            $crate::backend::Backend::sub_slot(&self.$inner, slot, offset, len)
+        }
+        fn weight(&mut self, tensor: &$crate::Tensor) -> $crate::Result<Self::Slot> {
+            $crate::backend::Backend::weight(&mut self.$inner, tensor)
+        }
+        fn state(
+            &mut self,
+            name: &str,
+            dtype: $crate::DType,
+            shape: &$crate::Shape,
+        ) -> $crate::Result<Self::Slot> {
+            $crate::backend::Backend::state(&mut self.$inner, name, dtype, shape)
+        }
+        fn write_bytes(&mut self, slot: &Self::Slot, bytes: &[u8]) -> $crate::Result<()> {
+            $crate::backend::Backend::write_bytes(&mut self.$inner, slot, bytes)
+        }
+        fn read_into(&mut self, slot: &Self::Slot, out: &mut [u8]) -> $crate::Result<()> {
+            $crate::backend::Backend::read_into(&mut self.$inner, slot, out)
+        }
+    };
+}
+
 /// A recorded sequence of kernel launches (a CUDA graph) that replays as one launch.
 pub trait Recording: Send {
     /// Queues one replay behind the work already queued; `Backend::synchronize` waits for it
