@@ -54,15 +54,8 @@ pub(super) fn out_of_memory_message(
     )
 }
 
-/// Maps a failure to load PTX `module` on `device` to a message naming the module, its PTX
-/// ISA version and target, and what the driver's code means.
-pub(super) fn ptx_load_err<'a>(
-    module: &'a PtxModule,
-    device: &'a str,
-) -> impl FnOnce(DriverError) -> Error + 'a {
-    move |e| Error::Cuda(ptx_load_message(module, device, e.0))
-}
-
+/// The message for a failure (driver code `code`) to load PTX `module` on `device`: it names
+/// the module, its PTX ISA version and target, and what the driver's code means.
 pub(super) fn ptx_load_message(module: &PtxModule, device: &str, code: CUresult) -> String {
     let directive = |name: &str| {
         module

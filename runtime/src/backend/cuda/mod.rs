@@ -6,7 +6,8 @@
 //!   on it, so stream order is the only synchronization needed. cudarc's per-allocation event
 //!   tracking is turned off for that reason (it would record two events per launch).
 //! - Slots are `Arc`'d allocations plus a byte range (`slot.rs`): views are free.
-//! - All PTX modules of `iris_kernels::cuda::MODULES` are loaded at construction.
+//! - The PTX modules of `iris_kernels::cuda::MODULES` are loaded, each at the first launch of
+//!   one of its kernels (`modules.rs`).
 //! - `execute` (in `ops.rs`) runs every op on f32 activations with f32, bf16 or f16 weights
 //!   (RMSNorm, LayerNorm, embedding and conv2d widen 16-bit weights exactly to f32 as they
 //!   load them); other dtype mixes are `Error::Unsupported`.
@@ -23,6 +24,7 @@
 
 mod errors;
 mod graph;
+mod modules;
 mod ops;
 mod ops_attention;
 mod ops_conv;
@@ -38,9 +40,8 @@ mod timing;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
+use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{result as cu, CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError};
-use cudarc::nvrtc::Ptx;
 use iris_kernels::cuda::gemm_mma::{gemm_tile_named, GemmTile, GEMM_TILES};
 
 pub use self::slot::CudaSlot;
@@ -78,7 +79,7 @@ struct StateBuffer {
 
 pub struct CudaBackend {
     // Field order is drop order: kernels and buffers go before the stream and context.
-    functions: HashMap<&'static str, CudaFunction>,
+    modules: modules::Modules,
     weights: HashMap<WeightKey, (Tensor, CudaSlot)>,
     states: HashMap<String, StateBuffer>,
     /// RoPE frequency tables, uploaded once per distinct vector (keyed by the f32 bits).
@@ -101,9 +102,10 @@ pub struct CudaBackend {
 }
 
 impl CudaBackend {
-    /// Opens device `ordinal` and loads every PTX module. Fails with `Error::Cuda` (never
-    /// panics) when libcuda is missing, the device does not exist or is older than sm_80, or
-    /// a module does not load.
+    /// Opens device `ordinal`; PTX modules load at their first launch. Fails with
+    /// `Error::Cuda` (never panics) when libcuda is missing or the device does not exist or is
+    /// older than sm_80; a module that does not load fails the launches that need it, with an
+    /// error naming the module, the device and the cause.
     pub fn new(ordinal: usize) -> Result<Self> {
         if !driver_present() {
             let mut tried = cudarc::get_lib_name_candidates("cuda");
@@ -155,41 +157,11 @@ impl CudaBackend {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(cuda_err("creating a stream"))?;
 
-        let mut functions = HashMap::new();
-        for module in iris_kernels::cuda::MODULES {
-            let loaded = ctx
-                .load_module(Ptx::from_src(module.source))
-                .map_err(errors::ptx_load_err(module, &device_name))?;
-            for &kernel in module.kernels {
-                let function = loaded.load_function(kernel).map_err(cuda_err(format_args!(
-                    "finding kernel `{kernel}` in PTX module `{}`",
-                    module.name
-                )))?;
-                functions.insert(kernel, function);
-            }
-        }
-        // Consumer GPUs allow less shared memory per block than an H100 (99 KiB against 227):
-        // variants beyond the device's limit stay unused instead of failing the backend.
+        // Consumer GPUs allow less shared memory per block than an H100 (99 KiB against 227).
         let max_shared = ctx
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
             .map_err(cuda_err("reading the shared memory per block"))?
             .max(0) as u32;
-        for (kernel, bytes) in iris_kernels::cuda::gemm_mma::dynamic_shared_kernels() {
-            if bytes > max_shared {
-                continue;
-            }
-            let function = functions
-                .get(kernel)
-                .ok_or_else(|| Error::Cuda(format!("kernel `{kernel}` was not loaded")))?;
-            function
-                .set_attribute(
-                    CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    bytes as i32,
-                )
-                .map_err(cuda_err(format_args!(
-                    "allowing `{kernel}` {bytes} bytes of dynamic shared memory on {device_name}"
-                )))?;
-        }
         let gemm_tile = gemm_tile_from_env()?;
         if let Some(tile) = gemm_tile {
             check_fits(tile, max_shared, &device_name)?;
@@ -198,7 +170,7 @@ impl CudaBackend {
             .alloc_zeros(ERROR_FLAG_BYTES)
             .map_err(cuda_err("allocating the device error flag"))?;
         Ok(CudaBackend {
-            functions,
+            modules: modules::Modules::new(max_shared),
             weights: HashMap::new(),
             states: HashMap::new(),
             inv_freqs: HashMap::new(),
@@ -250,10 +222,9 @@ impl CudaBackend {
         self.weights.len()
     }
 
+    /// Kernel `kernel`, its module loaded now if this is its first launch.
     fn function(&self, kernel: &'static str) -> Result<&CudaFunction> {
-        self.functions
-            .get(kernel)
-            .ok_or_else(|| Error::Cuda(format!("kernel `{kernel}` was not loaded")))
+        self.modules.function(&self.ctx, &self.device_name, kernel)
     }
 
     /// Reads the device error flag (after the queued work) and turns a raised flag into an
@@ -361,7 +332,7 @@ impl std::fmt::Debug for CudaBackend {
             .field("device", &self.device_name)
             .field("ordinal", &self.ctx.ordinal())
             .field("compute_capability", &self.compute_capability)
-            .field("kernels", &self.functions.len())
+            .field("modules_loaded", &self.modules.loaded())
             .field("weights", &self.weights.len())
             .field("states", &self.states.len())
             .finish()
