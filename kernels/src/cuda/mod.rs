@@ -60,6 +60,33 @@ pub mod gemm_mma;
 
 pub use gemm_mma::{cast_dims, gemm_dims, gemv_dims};
 
+/// The element type an attention kernel reads K and V as: f32 (activations, or an f32 KV
+/// cache), or f16 (an f16 KV cache, each element widened to f32 as it is loaded). The f16
+/// variant of a kernel is the entry named with [`KvType::suffix`] appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvType {
+    F32,
+    F16,
+}
+
+impl KvType {
+    /// What the f16 variants' entry names end with (`""` for f32).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            KvType::F32 => "",
+            KvType::F16 => "_kvf16",
+        }
+    }
+
+    /// Bytes per K/V element.
+    pub fn bytes(self) -> u32 {
+        match self {
+            KvType::F32 => 4,
+            KvType::F16 => 2,
+        }
+    }
+}
+
 /// One PTX module: a `.ptx` file and the kernels (`.entry` names) it defines.
 #[derive(Clone, Copy, Debug)]
 pub struct PtxModule {
