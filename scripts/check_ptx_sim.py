@@ -45,7 +45,7 @@ except ImportError:
     sys.path.insert(0, target)
 
 from ptx_sim import SimError, parse_module  # noqa: E402
-from ptx_sim import cases_attention, cases_gemm, cases_rows, machine, mutations  # noqa: E402
+from ptx_sim import cases_attention, cases_gemm, cases_kv, cases_rows, machine, mutations  # noqa: E402
 from ptx_sim.harness import Sources  # noqa: E402
 
 
@@ -53,7 +53,7 @@ def build_jobs(ptx_dir, only, self_test):
     """(cases, mutations, jobs): the cases, then each self-test's case on its broken text.
     Deterministic, so that every worker process builds the same list (closures do not pickle)."""
     sources = Sources(ptx_dir)
-    every = cases_gemm.cases() + cases_attention.cases() + cases_rows.cases()
+    every = cases_gemm.cases() + cases_attention.cases() + cases_rows.cases() + cases_kv.cases()
     cases = [c for c in every if only in c.name]
     muts = [m for m in mutations.mutations() if only in m.case.name] if self_test else []
     jobs = [(c, sources) for c in cases]

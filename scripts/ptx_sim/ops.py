@@ -287,6 +287,11 @@ def cvt(ins, parts, ctx):
     if dty == "f32" and sty == "f16":
         x, put = source(ctx, a[1], "b16"), dest(ctx, a[0], "f32")
         return Step(PLAIN, lambda sel: put(sel, f16_to_f32(x(sel))))
+    if dty == "f16" and sty == "f32":
+        if "rn" not in mods:
+            raise PtxError(f"{ins}: f32 -> f16 needs .rn")
+        x, put = source(ctx, a[1], "f32"), dest(ctx, a[0], "b16")
+        return Step(PLAIN, lambda sel: put(sel, f16_round(x(sel))))
     if dty not in DTYPES or sty not in DTYPES or "pred" in (dty, sty):
         raise PtxError(f"{ins}: not modelled")
     x, put = source(ctx, a[1], sty), dest(ctx, a[0], dty)
