@@ -18,7 +18,7 @@
 mod cuda_common;
 
 use cuda_common::{backend, f32_tensor as tensor, operand, run};
-use half::bf16;
+use half::{bf16, f16};
 use iris_kernels::cpu::reference::{self, AttentionParams, KvStrides};
 use iris_kernels::testing::{assert_nmse, Rng, NMSE_F32_REDUCTION, NMSE_HALF};
 use iris_runtime::backend::cuda::{CudaBackend, CudaSlot};
@@ -238,6 +238,8 @@ struct CachedSequence {
     k_cache: CudaSlot,
     v_cache: CudaSlot,
     past_slot: CudaSlot,
+    /// The caches' dtype: f32, or f16 (`--kv-cache f16`).
+    cache: DType,
 }
 
 impl CachedSequence {
@@ -246,19 +248,27 @@ impl CachedSequence {
         rng: &mut Rng,
         name: &str,
         heads: (usize, usize),
-        d: usize,
-        cap: usize,
+        (d, cap): (usize, usize),
+        cache: DType,
     ) -> Self {
         let (hq, hkv) = heads;
         let shape = Shape::new([1, hkv, cap, d]);
-        let k_cache = be.state(&format!("{name}.k"), DType::F32, &shape).unwrap();
-        let v_cache = be.state(&format!("{name}.v"), DType::F32, &shape).unwrap();
+        let k_cache = be.state(&format!("{name}.k"), cache, &shape).unwrap();
+        let v_cache = be.state(&format!("{name}.v"), cache, &shape).unwrap();
         for slot in [&k_cache, &v_cache] {
             let garbage = rng.vec(hkv * cap * d, 50.0, 60.0);
-            be.write(slot, &tensor(&garbage, &[1, hkv, cap, d]))
-                .unwrap();
+            let dims = [1, hkv, cap, d];
+            let garbage = match cache {
+                DType::F16 => {
+                    let halves: Vec<f16> = garbage.iter().map(|&x| f16::from_f32(x)).collect();
+                    Tensor::from_slice(&halves, dims).unwrap()
+                }
+                _ => tensor(&garbage, &dims),
+            };
+            be.write(slot, &garbage).unwrap();
         }
         CachedSequence {
+            cache,
             hq,
             hkv,
             d,
@@ -286,11 +296,18 @@ impl CachedSequence {
             scale: 1.0 / (d as f32).sqrt(),
             causal: true,
         };
+        // An f16 cache holds the keys and values rounded to f16.
+        let stored = |x: &[f32]| -> Vec<f32> {
+            match self.cache {
+                DType::F16 => x.iter().map(|&v| f16::from_f32(v).to_f32()).collect(),
+                _ => x.to_vec(),
+            }
+        };
         let mut out = vec![0.0; t * hq * d];
         reference::attention(
             &self.q[past * hq * d..total * hq * d],
-            &self.k[..total * hkv * d],
-            &self.v[..total * hkv * d],
+            &stored(&self.k[..total * hkv * d]),
+            &stored(&self.v[..total * hkv * d]),
             KvStrides::bthd(total, hkv, d),
             None,
             &p,
@@ -329,8 +346,8 @@ impl CachedSequence {
         )
         .unwrap();
         let cache_dims = [1, hkv, self.cap, d];
-        ops.push(operand(&self.k_cache, DType::F32, &cache_dims));
-        ops.push(operand(&self.v_cache, DType::F32, &cache_dims));
+        ops.push(operand(&self.k_cache, self.cache, &cache_dims));
+        ops.push(operand(&self.v_cache, self.cache, &cache_dims));
         ops.push(operand(&self.past_slot, DType::I64, &[1]));
         let op = Op::CachedAttention {
             scale: 1.0 / (d as f32).sqrt(),
@@ -350,7 +367,7 @@ fn cached_prefill_then_decode_matches_reference() {
     for d in [64, 72, 80, 128] {
         for heads in [(9, 3), (4, 4)] {
             let name = format!("test.cached.d{d}.h{}_{}", heads.0, heads.1);
-            let seq = CachedSequence::new(&mut be, &mut rng, &name, heads, d, 300);
+            let seq = CachedSequence::new(&mut be, &mut rng, &name, heads, (d, 300), DType::F32);
             let decode_bound = NMSE_F32_REDUCTION;
             let mut past = 0;
             for (t, bound) in [
@@ -367,6 +384,86 @@ fn cached_prefill_then_decode_matches_reference() {
             }
         }
     }
+}
+
+/// The same over f16 caches (`--kv-cache f16`): `kv_write_f16` rounds each new key and value
+/// to f16, and the `_kvf16` flash and split-KV entries widen them as they load, so the
+/// reference attends over the f16-rounded keys and values with the f32 path's bounds. A head
+/// dim without f16 kernels (80, decode) is refused before the cache is written.
+#[test]
+fn cached_attention_over_an_f16_cache_matches_reference() {
+    let Some(mut be) = backend() else { return };
+    let mut rng = Rng::new(0xf16c);
+    for d in [64, 128] {
+        for heads in [(9, 3), (4, 4)] {
+            let name = format!("test.cached_f16.d{d}.h{}_{}", heads.0, heads.1);
+            let seq = CachedSequence::new(&mut be, &mut rng, &name, heads, (d, 300), DType::F16);
+            let mut past = 0;
+            for (t, bound) in [
+                (77, NMSE_HALF),
+                (17, NMSE_HALF),
+                (1, NMSE_F32_REDUCTION),
+                (3, NMSE_F32_REDUCTION),
+                (1, NMSE_F32_REDUCTION),
+            ] {
+                let (got, _, _, _) = seq.step(&mut be, past, t);
+                let what = format!("f16 cache d{d} heads {heads:?}: {t} tokens at past {past}");
+                assert_nmse(&what, &got, &seq.expected(past, t), bound);
+                past += t;
+            }
+        }
+    }
+    let seq = CachedSequence::new(
+        &mut be,
+        &mut rng,
+        "test.cached_f16.d80",
+        (4, 4),
+        (80, 40),
+        DType::F16,
+    );
+    seq.step(&mut be, 0, 20);
+    let before = be
+        .read(&seq.k_cache, DType::F16, &Shape::new([1, 4, 40, 80]))
+        .unwrap();
+    let (q, k, v, out) = (
+        bf16_vec(&mut rng, 4 * 80),
+        bf16_vec(&mut rng, 4 * 80),
+        bf16_vec(&mut rng, 4 * 80),
+        vec![0.0f32; 4 * 80],
+    );
+    let mut ops = place_f32(
+        &mut be,
+        &[
+            (&q, &[1, 1, 4, 80]),
+            (&k, &[1, 1, 4, 80]),
+            (&v, &[1, 1, 4, 80]),
+            (&out, &[1, 1, 4, 80]),
+        ],
+        0,
+    );
+    let out = ops.remove(3);
+    be.write(&seq.past_slot, &Tensor::from_slice(&[20i64], [1]).unwrap())
+        .unwrap();
+    let cache_dims = [1, 4, 40, 80];
+    ops.push(operand(&seq.k_cache, DType::F16, &cache_dims));
+    ops.push(operand(&seq.v_cache, DType::F16, &cache_dims));
+    ops.push(operand(&seq.past_slot, DType::I64, &[1]));
+    let op = Op::CachedAttention {
+        scale: 1.0 / (80f32).sqrt(),
+    };
+    let err = be.execute(&op, &ops, &out).unwrap_err().to_string();
+    assert!(
+        err.contains("f16 KV cache") && err.contains("head_dim 80"),
+        "{err}"
+    );
+    let after = be
+        .read(&seq.k_cache, DType::F16, &Shape::new([1, 4, 40, 80]))
+        .unwrap();
+    assert_eq!(
+        before.to_vec_f32(),
+        after.to_vec_f32(),
+        "the refused call wrote the cache"
+    );
 }
 
 /// Model shapes, with rough timings: ViT-L/14-336 self-attention, SmolLM2-135M prefill
@@ -434,7 +531,14 @@ fn model_shapes_match_reference() {
         NMSE_HALF,
     );
 
-    let smol = CachedSequence::new(&mut be, &mut rng, "test.model.smollm2", (9, 3), 64, 2048);
+    let smol = CachedSequence::new(
+        &mut be,
+        &mut rng,
+        "test.model.smollm2",
+        (9, 3),
+        (64, 2048),
+        DType::F32,
+    );
     let (got, op, ops, out) = smol.step(&mut be, 0, 512);
     assert_nmse(
         "SmolLM2 prefill 512 x 9/3 d64",
@@ -454,7 +558,14 @@ fn model_shapes_match_reference() {
     );
 
     // Llama-2-7B decode: the cache holds 4095 rows, the step writes the 4096th.
-    let llama = CachedSequence::new(&mut be, &mut rng, "test.model.llama2", (32, 32), 128, 4096);
+    let llama = CachedSequence::new(
+        &mut be,
+        &mut rng,
+        "test.model.llama2",
+        (32, 32),
+        (128, 4096),
+        DType::F32,
+    );
     let fill = |src: &[f32]| -> Vec<f32> {
         let mut cache = vec![0.0f32; 32 * 4096 * 128];
         for j in 0..4095 {

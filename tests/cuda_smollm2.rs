@@ -1,6 +1,7 @@
 //! The real-weights model on the GPU: SmolLM2-135M-Instruct with f32 weights (the exact f32
 //! kernels) generates exactly transformers' greedy token ids and text for every reference chat
-//! prompt of fixtures/smollm2/greedy.json, as tests/smollm2.rs checks on the CPU.
+//! prompt of fixtures/smollm2/greedy.json, as tests/smollm2.rs checks on the CPU; also through
+//! an f16 KV cache (`--kv-cache f16`), as the CPU test does.
 //!
 //! The model folder comes from `scripts/fetch_smollm2.sh` here; on the GPU machine, where
 //! nothing can be downloaded, `scripts/gpu/smollm2.sh` rebuilds it from the GGUF sent in
@@ -25,4 +26,15 @@ fn greedy_chat_generation_on_cuda_matches_transformers() {
         return;
     };
     smollm2_common::greedy_matches_transformers(&dir, backend, KvCacheDtype::F32);
+}
+
+#[test]
+fn greedy_chat_generation_on_cuda_with_an_f16_cache_matches_transformers() {
+    let Some(dir) = smollm2_common::model_dir("") else {
+        return;
+    };
+    let Some(backend) = cuda_common::backend() else {
+        return;
+    };
+    smollm2_common::greedy_matches_transformers(&dir, backend, KvCacheDtype::F16);
 }

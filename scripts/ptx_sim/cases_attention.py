@@ -7,7 +7,8 @@ Flash is held to two references: plain f64 softmax attention of the bf16-rounded
 within the project's bf16 bound (the rounding of P remains: NMSE about 1e-6), and an
 emulation of the kernel's own rounding (bf16 P from a per-tile running max) within 1e-8, so
 that a few wrong elements fail too. Decode is f32 throughout: against f64 only the summation
-order differs, bound 1e-10. In cache mode the cache rows beyond kv_len hold large values
+order differs, bound 1e-10. The `_kvf16` entries read K/V from f16 caches: their references
+take the f16-rounded keys and values, with the same bounds. In cache mode the cache rows beyond kv_len hold large values
 (50..60), so reading one past the visible keys shows; past < 0 or kv_len > max_kv must make
 the kernels return without writing."""
 
@@ -18,7 +19,7 @@ import numpy as np
 from .harness import Case, Result
 from .machine import launch
 from .memory import GlobalMemory
-from .numerics import NMSE_HALF, f32_bits, nmse, round_bf16
+from .numerics import NMSE_HALF, f16_round, f16_to_f32, f32_bits, nmse, round_bf16
 
 NMSE_SAME_ROUNDING = 1e-8  # flash against flash_emulation (seen: 1e-14; one flipped p: ~1e-9)
 NMSE_F32_KERNEL = 1e-10    # decode (f32) against f64
@@ -108,13 +109,21 @@ def _kv(rng, b, kv_len, hkv, d, cache_rows):
                               max_kv=cache_rows)
 
 
+def _kv_f16(k, v, kd, vd):
+    """The f16 cache of `_kv`'s output: kd, vd as f16 bit patterns (uint16), k, v as the
+    f32 values of the rounded halves (what a `_kvf16` kernel reads)."""
+    return (f16_to_f32(f16_round(k)), f16_to_f32(f16_round(v)), f16_round(kd), f16_round(vd))
+
+
 def flash(d, b, tq, tk, hq, hkv, causal, past=None, cache_rows=None, warp_order="parity", seed=0,
-          warps=4):
+          warps=4, kv="f32"):
     """Plain mode (past None: tk keys) or cache mode (kv_len = past + tq over cache_rows), on
-    the entry with `warps` warps (16 query rows each) per CTA."""
+    the entry with `warps` warps (16 query rows each) per CTA. kv="f16": K and V (the cache or
+    the plain tensors) are stored as f16 and the `_kvf16` entry runs; the references take the
+    f16-rounded K and V (the kernel widens them exactly before its bf16 rounding)."""
     mode = f"Tk={tk}" if past is None else f"cache past={past} S={cache_rows}"
     module = f"flash_attention_d{d}"
-    kernel = module if warps == 4 else f"{module}_w{warps}"
+    kernel = (module if warps == 4 else f"{module}_w{warps}") + {"f32": "", "f16": "_kvf16"}[kv]
     rows = 16 * warps
 
     def run(src):
@@ -122,6 +131,8 @@ def flash(d, b, tq, tk, hq, hkv, causal, past=None, cache_rows=None, warp_order=
         kv_len = tk if past is None else past + tq
         q = rng.uniform(-2, 2, (b, tq, hq, d)).astype(np.float32)
         k, v, kd, vd, strides = _kv(rng, b, kv_len, hkv, d, cache_rows)
+        if kv == "f16":
+            k, v, kd, vd = _kv_f16(k, v, kd, vd)
         g = GlobalMemory()
         pq, pk, pv = g.put(q, "q"), g.put(kd, "k"), g.put(vd, "v")
         po = g.alloc(q.nbytes, "out")
@@ -157,15 +168,21 @@ def decode_plan(d, group, tq, b, hkv, max_seq):
     return rpc, row_groups, chunk_len, -(-max_seq // chunk_len)
 
 
-def decode(d, b, tq, hq, hkv, past, cache_rows, warp_order="parity", seed=0):
+def decode(d, b, tq, hq, hkv, past, cache_rows, warp_order="parity", seed=0, kv="f32"):
+    """kv="f16": the caches hold f16 bit patterns and the `_kvf16` entry runs; the reference
+    takes the f16-rounded K and V (the kernel widens them exactly)."""
     group = hq // hkv
     rpc, row_groups, chunk_len, chunks = decode_plan(d, group, tq, b, hkv, cache_rows)
+    name = f"attention_decode_d{d}_r{rpc}" + {"f32": "", "f16": "_kvf16"}[kv]
 
     def run(src):
         rng = np.random.default_rng(seed)
         kv_len = past + tq
         q = rng.uniform(-2, 2, (b, tq, hq, d)).astype(np.float32)
         k, v, kd, vd, strides = _kv(rng, b, kv_len, hkv, d, cache_rows)
+        if kv == "f16":
+            kd, vd = f16_round(kd), f16_round(vd)
+            k, v = f16_to_f32(f16_round(k)), f16_to_f32(f16_round(v))
         rows = b * tq * hq
         g = GlobalMemory()
         pq, pk, pv = g.put(q, "q"), g.put(kd, "k_cache"), g.put(vd, "v_cache")
@@ -173,7 +190,6 @@ def decode(d, b, tq, hq, hkv, past, cache_rows, warp_order="parity", seed=0):
         part_o = g.alloc(rows * chunks * (d + 2) * 4, "partials")  # outputs, then (m, l) pairs
         part_ml = part_o + rows * chunks * d * 4
         po = g.alloc(q.nbytes, "out")
-        name = f"attention_decode_d{d}_r{rpc}"
         launch(src.text(f"attention_decode_d{d}"), name, (chunks, hkv * row_groups, b), 128,
                dict(q=pq, k=pk, v=pv, part_o=part_o, part_ml=part_ml, past=pp, q_len=tq, heads=hq,
                     group=group, chunk_len=chunk_len, chunks=chunks, row_groups=row_groups,
@@ -187,7 +203,7 @@ def decode(d, b, tq, hq, hkv, past, cache_rows, warp_order="parity", seed=0):
                                       head_dim=d), g, warp_order=warp_order)
         got = g.get(po, np.float32, q.size).reshape(q.shape)
         return Result("nmse", nmse(got, reference(q, k, v, True)), NMSE_F32_KERNEL)
-    return Case(f"attention_decode_d{d}_r{rpc} B={b} Tq={tq} H={hq}/{hkv} past={past} "
+    return Case(f"{name} B={b} Tq={tq} H={hq}/{hkv} past={past} "
                 f"S={cache_rows} chunks={chunks}x{chunk_len} row_groups={row_groups}", run,
                 [f"attention_decode_d{d}", "attention_decode_combine_f32"],
                 cost=chunks * hkv * row_groups * b * rpc * d // 64)
@@ -217,6 +233,16 @@ def cases():
         flash(128, 1, 140, 77, 2, 1, False, warps=8),         # fewer keys than query rows
         flash(128, 1, 200, 200, 1, 1, True, warp_order="reverse", warps=8),
         flash(128, 1, 20, None, 1, 1, True, past=70, cache_rows=80, warps=8),  # overflow
+        # f16 K/V (_kvf16 entries) on a cache whose rows past kv_len are garbage.
+        flash(64, 2, 70, None, 4, 2, True, past=30, cache_rows=128, kv="f16"),
+        flash(64, 1, 150, None, 2, 1, True, past=20, cache_rows=200, warps=8, kv="f16"),
+        flash(72, 1, 33, None, 2, 2, False, past=10, cache_rows=50, warp_order="reverse", kv="f16"),
+        flash(80, 1, 20, None, 4, 2, True, past=45, cache_rows=80, kv="f16"),  # the cache full
+        flash(80, 1, 130, None, 4, 2, True, past=45, cache_rows=200, warps=8, kv="f16"),
+        flash(128, 1, 100, None, 4, 2, True, past=150, cache_rows=300, kv="f16"),  # a long past
+        flash(128, 1, 140, None, 2, 1, False, past=5, cache_rows=160, warps=8, kv="f16"),
+        flash(128, 1, 20, None, 1, 1, True, past=70, cache_rows=80, kv="f16"),  # overflow
+        flash(64, 2, 17, 100, 3, 3, False, warp_order="reverse", kv="f16"),  # plain f16 K/V
         decode(64, 1, 1, 2, 2, 0, 5),                          # r1, a single key
         decode(64, 1, 1, 4, 2, 37, 80),                        # r2
         decode(64, 2, 2, 4, 2, 61, 64),                        # r4, the cache full
@@ -230,4 +256,14 @@ def cases():
         decode(128, 1, 1, 32, 8, 1000, 1024),                  # GQA 4 (r4), 16 chunks
         decode(64, 1, 1, 2, 1, 80, 80),                        # overflow: no write
         decode(128, 1, 1, 2, 2, -1, 64),                       # past < 0: no write
+        # f16 cache (_kvf16 entries): garbage rows past kv_len, as above.
+        decode(64, 1, 1, 8, 2, 100, 300, kv="f16"),            # GQA 4 (r4), 5 chunks
+        decode(64, 2, 1, 8, 1, 100, 130, warp_order="reverse", kv="f16"),  # r8, batch 2
+        decode(64, 1, 1, 1, 1, 1500, 2200, kv="f16"),          # r1, 35 chunks
+        decode(64, 1, 1, 4, 2, 37, 80, kv="f16"),              # GQA 2 (r2)
+        decode(128, 1, 1, 2, 2, 70, 150, kv="f16"),            # r1, 3 chunks
+        decode(128, 1, 2, 4, 2, 45, 200, kv="f16"),            # GQA 2 x 2 tokens (r4), causal
+        decode(128, 2, 4, 8, 2, 29, 200, warp_order="reverse", kv="f16"),  # r8 x 2 row groups
+        decode(128, 1, 1, 32, 8, 1000, 1024, kv="f16"),        # GQA 4 (r4), 16 chunks
+        decode(128, 1, 1, 2, 1, 80, 80, kv="f16"),             # overflow: no write
     ]

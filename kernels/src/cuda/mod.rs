@@ -25,10 +25,10 @@
 //! | `copy_strided_b32`    | rank-6 strided copy (permute/slice/concat/pixel shuffle) | [`elementwise_dims`] |
 //! | `conv2d_f32(_wbf16, _wf16)` | direct conv, one thread per output  | [`elementwise_dims`]    |
 //! | `rope_f32`            | rotate_half RoPE, f64 sin/cos per 2 heads | [`elementwise_dims`]    |
-//! | `kv_write_f32`        | KV-cache append at device past_len        | [`elementwise_dims`]    |
+//! | `kv_write_f32`, `kv_write_f16` | KV-cache append at device past_len (f16: rounded as written) | [`elementwise_dims`] |
 //! | `attention_f32`       | one warp per query row, online softmax    | [`attention_dims`]      |
-//! | `flash_attention_d{64,72,80,128}` | prefill attention, bf16 mma, generated | [`flash_attention::flash_attention_dims`] |
-//! | `attention_decode_d{64,128}_r{1,2,4,8}` | split-KV decode over the cache, f32, generated | [`attention_decode::decode_dims`] |
+//! | `flash_attention_d{64,72,80,128}[_w8][_kvf16]` | prefill attention, bf16 mma, generated; `_kvf16` reads an f16 cache | [`flash_attention::flash_attention_dims`] |
+//! | `attention_decode_d{64,128}_r{1,2,4,8}[_kvf16]` | split-KV decode over the cache, f32 math, generated; `_kvf16` reads an f16 cache | [`attention_decode::decode_dims`] |
 //! | `attention_decode_combine_f32` | log-sum-exp merge of the decode chunks | [`attention_decode::combine_dims`] |
 //! | `cast_f32_bf16`, `pad_bf16` | rows to bf16 rows zero-padded to 8 | [`cast_dims`]       |
 //! | `gemm_bf16_mma`       | bf16 tensor-core `a @ w^T (+ bias)`, M > 8 | [`gemm_dims`]          |
@@ -287,6 +287,13 @@ pub const KV_WRITE_F32: PtxModule = PtxModule {
     kernels: &["kv_write_f32"],
 };
 
+/// `kv_write_f32` into f16 caches: each value rounded to f16 as it is written.
+pub const KV_WRITE_F16: PtxModule = PtxModule {
+    name: "kv_write_f16",
+    source: include_str!("ptx/kv_write_f16.ptx"),
+    kernels: &["kv_write_f16"],
+};
+
 /// Attention, one warp per query row, online softmax; also over the KV cache.
 pub const ATTENTION_F32: PtxModule = PtxModule {
     name: "attention_f32",
@@ -323,6 +330,7 @@ pub const MODULES: &[PtxModule] = &[
     CONV2D_F32_WF16,
     ROPE_F32,
     KV_WRITE_F32,
+    KV_WRITE_F16,
     ATTENTION_F32,
     flash_attention::FLASH_ATTENTION_D64,
     flash_attention::FLASH_ATTENTION_D72,

@@ -4,12 +4,15 @@ use super::header::header;
 use super::mma::{pv, scores, softmax};
 use super::writer::PtxWriter;
 use super::{flash_warps, FLASH_KEYS};
+use crate::cuda::KvType;
 
 /// Sizes that follow from the head dim and the warps per CTA.
 pub(super) struct Dims {
     pub(super) d: usize,
     /// Warps per CTA, 16 query rows each.
     pub(super) warps: usize,
+    /// The element type of K and V in global memory (Q and out are f32 either way).
+    pub(super) kv: KvType,
     /// Query rows per CTA (16 per warp).
     pub(super) rows: usize,
     pub(super) threads: usize,
@@ -31,13 +34,14 @@ pub(super) struct Dims {
 }
 
 impl Dims {
-    pub(super) fn new(d: usize, warps: usize) -> Self {
+    pub(super) fn new(d: usize, warps: usize, kv: KvType) -> Self {
         let dp = d.div_ceil(16) * 16;
         let q4 = d / 4;
         let threads = 32 * warps;
         Dims {
             d,
             warps,
+            kv,
             rows: 16 * warps,
             threads,
             dp,
@@ -50,23 +54,30 @@ impl Dims {
         }
     }
 
-    /// The entry name: `flash_attention_d{D}` for 4 warps, `flash_attention_d{D}_w{W}` else.
+    /// The entry name: `flash_attention_d{D}` for 4 warps, `flash_attention_d{D}_w{W}` else,
+    /// then [`KvType::suffix`] (`_kvf16` for f16 K/V).
     pub(super) fn kernel(&self) -> String {
+        let kv = self.kv.suffix();
         if self.warps == 4 {
-            format!("flash_attention_d{}", self.d)
+            format!("flash_attention_d{}{kv}", self.d)
         } else {
-            format!("flash_attention_d{}_w{}", self.d, self.warps)
+            format!("flash_attention_d{}_w{}{kv}", self.d, self.warps)
         }
     }
 }
 
 /// The PTX module text of `flash_attention_d{head_dim}`: one entry per warp count of
-/// [`flash_warps`]. `head_dim` must be one of [`super::FLASH_HEAD_DIMS`] (a multiple of 8
-/// whose float4 chunks split evenly over the threads).
+/// [`flash_warps`] reading f32 K/V, then one per warp count reading f16 K/V (suffix `_kvf16`).
+/// `head_dim` must be one of [`super::FLASH_HEAD_DIMS`] (a multiple of 8 whose float4 chunks
+/// split evenly over the threads).
 pub fn flash_attention_ptx(head_dim: usize) -> String {
-    let variants: Vec<Dims> = flash_warps(head_dim)
-        .iter()
-        .map(|&warps| Dims::new(head_dim, warps))
+    let variants: Vec<Dims> = [KvType::F32, KvType::F16]
+        .into_iter()
+        .flat_map(|kv| {
+            flash_warps(head_dim)
+                .iter()
+                .map(move |&warps| Dims::new(head_dim, warps, kv))
+        })
         .collect();
     let mut w = PtxWriter::new();
     header(&mut w, &variants);
@@ -171,6 +182,11 @@ fn declare(w: &mut PtxWriter, x: &Dims) {
     w.regs("f32", &names("kx", 4, 4));
     w.regs("f32", &names("vx", 4, 4));
     w.regs("b32", &list("kb0 kb1 kb2 kb3 vb0 vb1 vb2 vb3"));
+    if x.kv == KvType::F16 {
+        // The f16 halves of those loads, widened into kx / vx.
+        w.regs("b16", &names("kh", 4, 4));
+        w.regs("b16", &names("vh", 4, 4));
+    }
     w.regs("b32", &names("qf", x.ks, 4));
     w.regs("b32", &names("pa", FLASH_KEYS as usize / 16, 4));
     w.regs("f32", &names("s", FLASH_KEYS as usize / 8, 4));
@@ -410,9 +426,14 @@ fn stage_q(w: &mut PtxWriter, x: &Dims) {
 }
 
 fn load_kv_tile(w: &mut PtxWriter, x: &Dims) {
-    w.comment(
-        "---- K/V tile: keys start .. start + 63, f32 -> bf16 into shared (zeros past kv_len) ----",
-    );
+    w.comment(match x.kv {
+        KvType::F32 => {
+            "---- K/V tile: keys start .. start + 63, f32 -> bf16 into shared (zeros past kv_len) ----"
+        }
+        KvType::F16 => {
+            "---- K/V tile: keys start .. start + 63, f16 -> f32 -> bf16 into shared (zeros past kv_len) ----"
+        }
+    });
     w.op("bar.sync", "0");
     if x.q4.is_power_of_two() {
         w.comment("e0 = kv_base + (start + row0) * kv_pos + 4 col0; chunk n adds n * pos_step");
@@ -436,20 +457,35 @@ fn load_kv_tile(w: &mut PtxWriter, x: &Dims) {
                 w.op("shl.b32", "%tmp, %col4, 2");
                 w.op("add.u32", "%e, %e, %tmp");
             }
-            w.op("mul.wide.u32", "%off, %e, 4");
+            w.op("mul.wide.u32", &format!("%off, %e, {}", x.kv.bytes()));
             w.op("add.u64", "%addr, %k_ptr, %off");
             w.op("add.u64", "%addr_v, %v_ptr, %off");
             tile_offset(w, x, &format!("%st{u}"));
-            zero4(w, "kx", u);
-            zero4(w, "vx", u);
-            w.op(
-                "@%p_ld ld.global.v4.f32",
-                &format!("{}, [%addr]", ld4("kx", u)),
-            );
-            w.op(
-                "@%p_ld ld.global.v4.f32",
-                &format!("{}, [%addr_v]", ld4("vx", u)),
-            );
+            let (k, v, ld) = match x.kv {
+                KvType::F32 => {
+                    zero4(w, "kx", u);
+                    zero4(w, "vx", u);
+                    ("kx", "vx", "@%p_ld ld.global.v4.f32")
+                }
+                KvType::F16 => {
+                    for i in 0..4 {
+                        w.op("mov.b16", &format!("%kh{u}_{i}, 0"));
+                        w.op("mov.b16", &format!("%vh{u}_{i}, 0"));
+                    }
+                    ("kh", "vh", "@%p_ld ld.global.v4.b16")
+                }
+            };
+            w.op(ld, &format!("{}, [%addr]", ld4(k, u)));
+            w.op(ld, &format!("{}, [%addr_v]", ld4(v, u)));
+        }
+        if x.kv == KvType::F16 {
+            w.comment("widen the halves to f32 (exact; a zero stays zero)");
+            for u in 0..count {
+                for i in 0..4 {
+                    w.op("cvt.f32.f16", &format!("%kx{u}_{i}, %kh{u}_{i}"));
+                    w.op("cvt.f32.f16", &format!("%vx{u}_{i}, %vh{u}_{i}"));
+                }
+            }
         }
         for u in 0..count {
             let st = format!("%st{u}");
@@ -510,14 +546,14 @@ mod tests {
     fn tiles_split_evenly_and_fit_static_shared_memory() {
         for d in FLASH_HEAD_DIMS {
             for &warps in flash_warps(d) {
-                let x = Dims::new(d, warps);
+                let x = Dims::new(d, warps, KvType::F32);
                 assert_eq!(x.d % 8, 0);
                 assert_eq!(x.per_thread * x.threads, 64 * x.q4, "d {d}");
                 assert_eq!(x.q_per_thread * x.threads, x.rows * x.q4, "d {d}");
                 // Staged Q rows fit the K and V tiles together.
                 assert!(x.rows <= 2 * FLASH_KEYS as usize);
             }
-            let x = Dims::new(d, 4);
+            let x = Dims::new(d, 4, KvType::F32);
             assert_eq!(x.row_bytes % 16, 0, "ldmatrix rows must be 16-byte aligned");
             // The skew: 8 consecutive rows start in 8 distinct 16-byte bank groups.
             let groups: std::collections::HashSet<usize> =
@@ -532,14 +568,22 @@ mod tests {
     fn generated_text_declares_its_fragment_registers() {
         for d in FLASH_HEAD_DIMS {
             let text = flash_attention_ptx(d);
-            let x = Dims::new(d, 4);
+            let x = Dims::new(d, 4, KvType::F32);
             assert!(text.contains(&format!("%qf{}_3", x.ks - 1)));
             assert!(text.contains(&format!("%o{}_3", x.nt_o - 1)));
             assert!(!text.contains(&format!("%o{}_0,", x.nt_o)));
-            assert_eq!(text.matches(".entry ").count(), flash_warps(d).len());
-            for &warps in flash_warps(d) {
-                let name = Dims::new(d, warps).kernel();
-                assert!(text.contains(&format!(".entry {name}(")), "{name}");
+            assert_eq!(text.matches(".entry ").count(), 2 * flash_warps(d).len());
+            for kv in [KvType::F32, KvType::F16] {
+                for &warps in flash_warps(d) {
+                    let name = Dims::new(d, warps, kv).kernel();
+                    assert!(text.contains(&format!(".entry {name}(")), "{name}");
+                }
+            }
+            // Only the f16 entries load halves; the f32 entries keep their float4 loads.
+            for body in text.split(".visible .entry ").skip(1) {
+                let f16 = body.split('(').next().unwrap().ends_with("_kvf16");
+                assert_eq!(body.contains("ld.global.v4.b16"), f16);
+                assert_eq!(body.contains("cvt.f32.f16"), f16);
             }
         }
     }

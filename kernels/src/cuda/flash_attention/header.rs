@@ -44,12 +44,16 @@ sees no key gets zeros. Key tiles no row of the CTA can see are skipped.
 Layout: q, out contiguous [B, q_len, heads, {d}] f32; key/value j of batch b, kv head h at
 k[b * kv_batch + h * kv_head + j * kv_pos ..][..{d}] (element strides: [B, Tk, Hkv, D]
 projections or the [B, Hkv, S, D] KV cache). q, k, v, out 16-byte aligned (float4 loads).
+The _kvf16 entries (same parameters and semantics) read k and v as f16 elements (strides still
+in elements, multiples of 4; k, v 8-byte aligned): each 4 elements are one ld.v4.b16 at byte
+offset 2 e instead of one float4 at 4 e, widened exactly to f32 (cvt.f32.f16), then rounded to
+bf16 like the f32 path. q and out stay f32.
 KV cache mode (past != 0): kv_len = *past + q_len (i64 in device memory); if past < 0 or
-kv_len > max_kv the CTA returns at once (kv_write_f32 raised the error flag).
+kv_len > max_kv the CTA returns at once (kv_write_f32 / kv_write_f16 raised the error flag).
 
-Entries (the same kernel with W warps of 16 query rows; flash_attention_warps picks one per
-launch: more rows per CTA read each K/V tile once for more queries, fewer keep more CTAs in
-flight when there are few query tiles):
+Entries (the same kernel with W warps of 16 query rows, f32 or f16 K/V; flash_attention_warps
+picks W per launch: more rows per CTA read each K/V tile once for more queries, fewer keep more
+CTAs in flight when there are few query tiles):
   {entries}
 Launch (iris_kernels::cuda::flash_attention::flash_attention_dims): grid = (ceil(q_len / R),
 heads, B), block = 32 W threads, {smem} bytes of static shared memory. CTA x handles query
@@ -59,10 +63,11 @@ kv_head, kv_pos, max_kv (u32); scale_log2 = scale * log2(e) (f32); causal (u32, 
 
 Tiles: CTA rows r0 = R * tile .. r0 + R - 1; warp w owns rows r0 + 16 w .. + 15. Per key tile
 of 64 keys (start = 64 t): all 32 W threads load K and V rows start .. start + 63 as float4
-(thread i takes chunk c = tid + 32 W n: row c / {q4}, columns 4 (c % {q4}) ..), round to bf16
-and store them row-major in the K and V halves of kv_tile, {rb} bytes a row ({dp} + 8 bf16: the
-skew puts the 8 rows of an ldmatrix phase in distinct bank groups), keys >= kv_len as
-zeros.{pad} Q is staged once through kv_tile the same way (R rows from its start: with R = 128
+(_kvf16: 4 halves) chunks (thread i takes chunk c = tid + 32 W n: row c / {q4}, columns
+4 (c % {q4}) ..), round to bf16 and store them row-major in the K and V halves of kv_tile,
+{rb} bytes a row ({dp} + 8 bf16: the skew puts the 8 rows of an ldmatrix phase in distinct
+bank groups), keys >= kv_len as zeros.{pad}
+Q is staged once through kv_tile the same way (R rows from its start: with R = 128
 the last 64 land in the V half) and kept in registers as A fragments.
 
 Fragments (PTX ISA, mma.m16n8k16 .bf16; lane = 4 grp + tig, grp = lane >> 2, tig = lane & 3):
@@ -94,8 +99,8 @@ when the max grows, O and the lane's partial row sum l are scaled by ex2(m_old -
 end l is summed over the quad and out = O / l (0 when l = 0), stored as float2 per lane.
 
 Speed (H100, iris bench kernels): the 4-warp entry ran 4 x 32 heads x 4096 tokens x d128
-causal in 3.34 ms (165 TFLOP/s, 27% of SDPA); the 8-warp entries are not measured yet. No
-cp.async pipelining: the f32 -> bf16 conversion goes through registers.
+causal in 3.34 ms (165 TFLOP/s, 27% of SDPA); the 8-warp and _kvf16 entries are not measured
+yet. No cp.async pipelining: the f32 (or f16) -> bf16 conversion goes through registers.
 ",
         smem = 2 * FLASH_KEYS as usize * rb,
         q4 = x.q4,

@@ -1,5 +1,7 @@
 //! Flash-attention prefill on tensor cores: the PTX generator for `flash_attention_d{D}`, one
-//! kernel per head dim in [`FLASH_HEAD_DIMS`], its modules and its launch shape.
+//! kernel per head dim in [`FLASH_HEAD_DIMS`], its modules and its launch shape. Each module
+//! has an entry per warp count of [`flash_warps`] reading f32 K/V and the same entries with
+//! the suffix `_kvf16` reading f16 K/V (an f16 KV cache; see [`KvType`]).
 //!
 //! The generated text is checked in under `ptx/flash_attention_d{D}.ptx` (so `MODULES` stays a
 //! list of `include_str!`s and a reader can read the kernel); a unit test fails when a file
@@ -10,7 +12,9 @@
 //!
 //! Numerics: Q, K, V and the probabilities P are rounded to bf16 (round to nearest even) for
 //! the mma; scores, the online softmax (max, sum, rescaling) and the output accumulate in f32.
-//! Against an f32 reference this gives NMSE ~1e-5, not the 1e-7 of `attention_f32`.
+//! Against an f32 reference this gives NMSE ~1e-5, not the 1e-7 of `attention_f32`. The
+//! `_kvf16` entries widen each f16 K/V element exactly to f32 and then round it to bf16 the
+//! same way.
 
 mod generate;
 mod header;
@@ -19,7 +23,7 @@ pub(crate) mod writer;
 
 pub use generate::flash_attention_ptx;
 
-use super::{LaunchDims, PtxModule};
+use super::{KvType, LaunchDims, PtxModule};
 
 /// Head dims with a generated kernel (72 and 80 are zero-padded to 80 in the QK^T k-dim).
 pub const FLASH_HEAD_DIMS: [usize; 4] = [64, 72, 80, 128];
@@ -47,30 +51,45 @@ pub fn flash_warps(head_dim: usize) -> &'static [usize] {
 pub const FLASH_ATTENTION_D64: PtxModule = PtxModule {
     name: "flash_attention_d64",
     source: include_str!("../ptx/flash_attention_d64.ptx"),
-    kernels: &["flash_attention_d64", "flash_attention_d64_w8"],
+    kernels: &[
+        "flash_attention_d64",
+        "flash_attention_d64_w8",
+        "flash_attention_d64_kvf16",
+        "flash_attention_d64_w8_kvf16",
+    ],
 };
 /// `flash_attention_d72`: head_dim 72 (SigLIP so400m).
 pub const FLASH_ATTENTION_D72: PtxModule = PtxModule {
     name: "flash_attention_d72",
     source: include_str!("../ptx/flash_attention_d72.ptx"),
-    kernels: &["flash_attention_d72"],
+    kernels: &["flash_attention_d72", "flash_attention_d72_kvf16"],
 };
 /// `flash_attention_d80`: head_dim 80.
 pub const FLASH_ATTENTION_D80: PtxModule = PtxModule {
     name: "flash_attention_d80",
     source: include_str!("../ptx/flash_attention_d80.ptx"),
-    kernels: &["flash_attention_d80", "flash_attention_d80_w8"],
+    kernels: &[
+        "flash_attention_d80",
+        "flash_attention_d80_w8",
+        "flash_attention_d80_kvf16",
+        "flash_attention_d80_w8_kvf16",
+    ],
 };
 /// `flash_attention_d128`: head_dim 128.
 pub const FLASH_ATTENTION_D128: PtxModule = PtxModule {
     name: "flash_attention_d128",
     source: include_str!("../ptx/flash_attention_d128.ptx"),
-    kernels: &["flash_attention_d128", "flash_attention_d128_w8"],
+    kernels: &[
+        "flash_attention_d128",
+        "flash_attention_d128_w8",
+        "flash_attention_d128_kvf16",
+        "flash_attention_d128_w8_kvf16",
+    ],
 };
 
-/// The kernel (entry) name for `head_dim` with `warps` warps per CTA, or `None` when no
-/// such kernel is generated.
-pub fn flash_attention_kernel(head_dim: usize, warps: usize) -> Option<&'static str> {
+/// The kernel (entry) name for `head_dim` with `warps` warps per CTA reading K/V of type `kv`
+/// (`flash_attention_d{D}[_w8][_kvf16]`), or `None` when no such kernel is generated.
+pub fn flash_attention_kernel(head_dim: usize, warps: usize, kv: KvType) -> Option<&'static str> {
     let names: &[&'static str] = match head_dim {
         64 => FLASH_ATTENTION_D64.kernels,
         72 => FLASH_ATTENTION_D72.kernels,
@@ -78,8 +97,14 @@ pub fn flash_attention_kernel(head_dim: usize, warps: usize) -> Option<&'static 
         128 => FLASH_ATTENTION_D128.kernels,
         _ => return None,
     };
-    let at = flash_warps(head_dim).iter().position(|&w| w == warps)?;
-    names.get(at).copied()
+    // Module kernels: the f32 entries in flash_warps order, then the f16 ones.
+    let all = flash_warps(head_dim);
+    let at = all.iter().position(|&w| w == warps)?;
+    let first = match kv {
+        KvType::F32 => 0,
+        KvType::F16 => all.len(),
+    };
+    names.get(first + at).copied()
 }
 
 /// Warps per CTA for a launch: 8 (128 query rows per CTA) when that still gives every SM a
@@ -128,22 +153,45 @@ mod tests {
     #[test]
     fn kernel_names_and_dims() {
         for (d, module) in MODULES {
-            assert_eq!(flash_attention_kernel(d, 4), Some(module.kernels[0]));
-            assert_eq!(module.kernels.len(), flash_warps(d).len());
-            for &warps in flash_warps(d) {
-                let name = flash_attention_kernel(d, warps).unwrap();
-                assert!(module.source.contains(&format!(".entry {name}(")), "{name}");
+            assert_eq!(
+                flash_attention_kernel(d, 4, KvType::F32),
+                Some(module.kernels[0])
+            );
+            assert_eq!(module.kernels.len(), 2 * flash_warps(d).len());
+            assert_eq!(
+                module.source.matches(".entry ").count(),
+                module.kernels.len()
+            );
+            for kv in [KvType::F32, KvType::F16] {
+                for &warps in flash_warps(d) {
+                    let name = flash_attention_kernel(d, warps, kv).unwrap();
+                    let plain = flash_attention_kernel(d, warps, KvType::F32).unwrap();
+                    assert_eq!(name, format!("{plain}{}", kv.suffix()));
+                    assert!(module.kernels.contains(&name), "{name}");
+                    assert!(module.source.contains(&format!(".entry {name}(")), "{name}");
+                }
             }
             assert!(module.name.ends_with(&format!("_d{d}")));
         }
         assert_eq!(flash_warps(72), &[4]);
-        assert_eq!(flash_attention_kernel(72, 8), None);
+        for kv in [KvType::F32, KvType::F16] {
+            assert_eq!(flash_attention_kernel(72, 8, kv), None);
+            assert_eq!(flash_attention_kernel(96, 4, kv), None);
+            assert_eq!(flash_attention_kernel(24, 4, kv), None);
+            assert_eq!(flash_attention_kernel(64, 2, kv), None);
+        }
         assert_eq!(
-            flash_attention_kernel(128, 8),
+            flash_attention_kernel(128, 8, KvType::F32),
             Some("flash_attention_d128_w8")
         );
-        assert_eq!(flash_attention_kernel(96, 4), None);
-        assert_eq!(flash_attention_kernel(24, 4), None);
+        assert_eq!(
+            flash_attention_kernel(128, 8, KvType::F16),
+            Some("flash_attention_d128_w8_kvf16")
+        );
+        assert_eq!(
+            flash_attention_kernel(72, 4, KvType::F16),
+            Some("flash_attention_d72_kvf16")
+        );
         let dims = flash_attention_dims(4, 577, 16, 1);
         assert_eq!(dims.grid, (10, 16, 1));
         assert_eq!(dims.block, (128, 1, 1));

@@ -1,7 +1,10 @@
 //! RoPE and attention: plain attention (optional causal mask and additive mask, GQA) and
 //! cached attention, which appends the new K/V rows to the cache and attends over it.
 //!
-//! Kernel choice (activations and the cache stay f32 in memory either way):
+//! Kernel choice (activations are f32; the KV cache is f32, or f16, written rounded by
+//! `kv_write_f16` and widened as loaded by the `_kvf16` entries; the f16 kernels pass the PTX
+//! interpreter and `tests/cuda_attention.rs` checks them, but they have not run on a GPU yet,
+//! so the CLI still refuses `--kv-cache f16` on CUDA):
 //! - prefill shapes (at least `FLASH_MIN_ROWS` query rows, head_dim 64/72/80/128, no additive
 //!   mask): `flash_attention_d*`, tensor cores with Q, K, V and the probabilities rounded to
 //!   bf16 (f32 softmax and accumulation; NMSE ~1e-5 against f32 attention);
@@ -9,7 +12,8 @@
 //!   `attention_decode_d*_r*` + `attention_decode_combine_f32`, its partials in a backend
 //!   state buffer sized by the (static) shapes;
 //! - everything else, and every call when `IRIS_CUDA_EXACT_ATTENTION=1` (for exact f32
-//!   checks): `attention_f32`, one warp per query row, f32 throughout.
+//!   checks): `attention_f32`, one warp per query row, f32 throughout. It reads f32 caches
+//!   only: a call over an f16 cache that neither fast kernel takes is an error that says so.
 //!
 //! The fast kernels use float4 loads, so they also need 16-byte aligned operands (graph arenas
 //! align to 64 bytes; anything else falls back to `attention_f32`).
@@ -23,6 +27,7 @@ use iris_kernels::cuda::attention_decode::{
 use iris_kernels::cuda::flash_attention::{
     flash_attention_dims, flash_attention_kernel, flash_attention_warps, FLASH_MIN_ROWS,
 };
+use iris_kernels::cuda::KvType;
 
 use super::ops::{check_slot, expect_inputs, expect_shape, invalid, kernel_u32, unsupported};
 use super::ops_more::{elements, expect_f32, launch, ptr, Arg};
@@ -166,6 +171,8 @@ struct Call {
     kv_len: usize,
     scale: f32,
     causal: bool,
+    /// What K and V are stored as (f16 only for an f16 KV cache).
+    kv: KvType,
 }
 
 /// Device addresses of one call's operands (`past` 0 for plain attention).
@@ -213,9 +220,9 @@ fn flash_kernel(
     let (tq, hq, b) = (call.tq as u32, call.hq as u32, call.b as u32);
     let chosen = flash_attention_warps(call.d, tq, hq, b);
     let warps = forced_flash_warps()
-        .filter(|w| flash_attention_kernel(call.d, *w).is_some())
+        .filter(|w| flash_attention_kernel(call.d, *w, call.kv).is_some())
         .unwrap_or(chosen);
-    flash_attention_kernel(call.d, warps).map(|kernel| (kernel, warps))
+    flash_attention_kernel(call.d, warps, call.kv).map(|kernel| (kernel, warps))
 }
 
 /// The split-KV plan for a cached call, when it applies.
@@ -234,6 +241,7 @@ fn decode_kernel(
         call.b,
         call.hkv,
         call.max_kv,
+        call.kv,
     )?;
     let rows = call.b * call.tq * call.hq;
     let fits = call.hkv * plan.row_groups as usize <= 65535
@@ -428,6 +436,7 @@ pub(super) fn attention(
         kv_len: tk,
         scale,
         causal,
+        kv: KvType::F32,
     };
     let ptrs = Ptrs {
         q: dev(backend, q),
@@ -459,13 +468,16 @@ pub(super) fn cached_attention(
     let (q, k, v, k_cache, v_cache, past) = (
         &inputs[0], &inputs[1], &inputs[2], &inputs[3], &inputs[4], &inputs[5],
     );
-    if k_cache.dtype != DType::F32 || v_cache.dtype != DType::F32 {
-        return Err(unsupported(format!(
-            "{OP} with {} KV caches (the CUDA kernels keep f32 caches; an f16 cache is CPU-only)",
-            k_cache.dtype
-        )));
-    }
-    expect_f32(OP, &[q, k, v, k_cache, v_cache, output])?;
+    let kv = match (k_cache.dtype, v_cache.dtype) {
+        (DType::F32, DType::F32) => KvType::F32,
+        (DType::F16, DType::F16) => KvType::F16,
+        (kd, vd) => {
+            return Err(unsupported(format!(
+                "{OP} with {kd} / {vd} KV caches (both f32, or both f16)"
+            )))
+        }
+    };
+    expect_f32(OP, &[q, k, v, output])?;
     if past.dtype != DType::I64 || past.shape.numel() != 1 {
         return Err(invalid(
             OP,
@@ -508,32 +520,6 @@ pub(super) fn cached_attention(
     if n == 0 || q.shape.numel() == 0 {
         return Ok(());
     }
-    let past_ptr = ptr(backend, past);
-    let err_ptr = Arg::Ptr(backend.error_flag.device_ptr(&backend.stream));
-    // SAFETY: kv_write_f32(k_new, v_new, k_cache, v_cache, past_len, err: u64; n, new_len,
-    // heads, head_dim, max_seq: u32) reads past_len on the device and writes cache rows
-    // past_len..past_len + T only when they fit in max_seq (else it raises the 16-byte error
-    // flag); the shapes were checked above.
-    unsafe {
-        launch(
-            backend,
-            "kv_write_f32",
-            kernels::elementwise_dims(n),
-            &[
-                ptr(backend, k),
-                ptr(backend, v),
-                ptr(backend, k_cache),
-                ptr(backend, v_cache),
-                past_ptr,
-                err_ptr,
-                Arg::U32(n),
-                Arg::U32(t as u32),
-                Arg::U32(hkv as u32),
-                Arg::U32(d as u32),
-                Arg::U32(max_seq as u32),
-            ],
-        )?;
-    }
     let call = Call {
         b,
         tq: t,
@@ -547,6 +533,7 @@ pub(super) fn cached_attention(
         kv_len: 0,
         scale,
         causal: true,
+        kv,
     };
     let ptrs = Ptrs {
         q: dev(backend, q),
@@ -555,17 +542,67 @@ pub(super) fn cached_attention(
         out: dev(backend, output),
         past: dev(backend, past),
     };
+    // The kernel is chosen before the cache is written, so a call no kernel takes changes
+    // nothing.
     let operands = [q, k_cache, v_cache, output];
-    if let Some(kernel) = flash_kernel(backend, &call, &operands) {
-        // SAFETY: q, out and the [B, Hkv, S, D] caches were checked above and are 16-byte
-        // aligned; kv_len = past_len + T is checked against S on the device.
+    let flash = flash_kernel(backend, &call, &operands);
+    let decode = match flash {
+        Some(_) => None,
+        None => decode_kernel(backend, &call, &operands),
+    };
+    if kv == KvType::F16 && flash.is_none() && decode.is_none() {
+        return Err(unsupported(format!(
+            "{OP} over an f16 KV cache with head_dim {d}, {t} new rows{}: the CUDA kernels \
+             that read f16 caches take head_dim 64/72/80/128 for prefill ({FLASH_MIN_ROWS}+ \
+             rows) and 64/128 for decode; use an f32 cache (--kv-cache f32)",
+            if exact_attention() {
+                format!(", {EXACT_ATTENTION_ENV}=1")
+            } else {
+                String::new()
+            }
+        )));
+    }
+    let kv_write = match kv {
+        KvType::F32 => "kv_write_f32",
+        KvType::F16 => "kv_write_f16",
+    };
+    let err_ptr = Arg::Ptr(backend.error_flag.device_ptr(&backend.stream));
+    // SAFETY: kv_write_f32 / _f16 (k_new, v_new, k_cache, v_cache, past_len, err: u64; n,
+    // new_len, heads, head_dim, max_seq: u32) reads past_len on the device and writes cache
+    // rows (of the cache's dtype) past_len..past_len + T only when they fit in max_seq (else
+    // it raises the 16-byte error flag); the shapes and dtypes were checked above.
+    unsafe {
+        launch(
+            backend,
+            kv_write,
+            kernels::elementwise_dims(n),
+            &[
+                ptr(backend, k),
+                ptr(backend, v),
+                ptr(backend, k_cache),
+                ptr(backend, v_cache),
+                ptr(backend, past),
+                err_ptr,
+                Arg::U32(n),
+                Arg::U32(t as u32),
+                Arg::U32(hkv as u32),
+                Arg::U32(d as u32),
+                Arg::U32(max_seq as u32),
+            ],
+        )?;
+    }
+    if let Some(kernel) = flash {
+        // SAFETY: q, out and the [B, Hkv, S, D] caches (of `kv`'s dtype, which the kernel
+        // reads) were checked above and are 16-byte aligned; kv_len = past_len + T is checked
+        // against S on the device.
         return unsafe { run_flash(backend, kernel, &call, &ptrs) };
     }
-    if let Some(plan) = decode_kernel(backend, &call, &operands) {
+    if let Some(plan) = decode {
         // SAFETY: as for the flash kernel.
         return unsafe { run_decode(backend, &plan, &call, &ptrs) };
     }
-    // SAFETY: attention_f32 in cache mode: kv_len = past_len + T read on the device and
-    // checked against max_seq before any cache row is read; cache strides [B, Hkv, S, D].
+    // SAFETY: attention_f32 in cache mode over f32 caches (f16 ones were refused above):
+    // kv_len = past_len + T read on the device and checked against max_seq before any cache
+    // row is read; cache strides [B, Hkv, S, D].
     unsafe { run_f32(backend, &call, &ptrs, 0) }
 }
