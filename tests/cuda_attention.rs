@@ -365,23 +365,28 @@ fn cached_prefill_then_decode_matches_reference() {
     let Some(mut be) = backend() else { return };
     let mut rng = Rng::new(0xdec0de);
     for d in [64, 72, 80, 128] {
-        for heads in [(9, 3), (4, 4)] {
-            let name = format!("test.cached.d{d}.h{}_{}", heads.0, heads.1);
-            let seq = CachedSequence::new(&mut be, &mut rng, &name, heads, (d, 300), DType::F32);
-            let decode_bound = NMSE_F32_REDUCTION;
-            let mut past = 0;
-            for (t, bound) in [
-                (77, NMSE_HALF),
-                (17, NMSE_HALF),
-                (1, decode_bound),
-                (3, decode_bound),
-                (1, decode_bound),
-            ] {
-                let (got, _, _, _) = seq.step(&mut be, past, t);
-                let what = format!("cached d{d} heads {heads:?}: {t} tokens at past {past}");
-                assert_nmse(&what, &got, &seq.expected(past, t), bound);
-                past += t;
-            }
+        prefill_then_decode(&mut be, &mut rng, d, DType::F32);
+    }
+}
+
+/// For both GQA and plain heads over a 300-row cache of `cache` dtype: prompts of 77 and 17
+/// tokens, then decode steps of 1, 3 and 1, each against the whole-sequence reference.
+fn prefill_then_decode(be: &mut CudaBackend, rng: &mut Rng, d: usize, cache: DType) {
+    for heads in [(9, 3), (4, 4)] {
+        let name = format!("test.cached.{cache}.d{d}.h{}_{}", heads.0, heads.1);
+        let seq = CachedSequence::new(be, rng, &name, heads, (d, 300), cache);
+        let mut past = 0;
+        for (t, bound) in [
+            (77, NMSE_HALF),
+            (17, NMSE_HALF),
+            (1, NMSE_F32_REDUCTION),
+            (3, NMSE_F32_REDUCTION),
+            (1, NMSE_F32_REDUCTION),
+        ] {
+            let (got, _, _, _) = seq.step(be, past, t);
+            let what = format!("{cache} cache d{d} heads {heads:?}: {t} tokens at past {past}");
+            assert_nmse(&what, &got, &seq.expected(past, t), bound);
+            past += t;
         }
     }
 }
@@ -395,23 +400,7 @@ fn cached_attention_over_an_f16_cache_matches_reference() {
     let Some(mut be) = backend() else { return };
     let mut rng = Rng::new(0xf16c);
     for d in [64, 128] {
-        for heads in [(9, 3), (4, 4)] {
-            let name = format!("test.cached_f16.d{d}.h{}_{}", heads.0, heads.1);
-            let seq = CachedSequence::new(&mut be, &mut rng, &name, heads, (d, 300), DType::F16);
-            let mut past = 0;
-            for (t, bound) in [
-                (77, NMSE_HALF),
-                (17, NMSE_HALF),
-                (1, NMSE_F32_REDUCTION),
-                (3, NMSE_F32_REDUCTION),
-                (1, NMSE_F32_REDUCTION),
-            ] {
-                let (got, _, _, _) = seq.step(&mut be, past, t);
-                let what = format!("f16 cache d{d} heads {heads:?}: {t} tokens at past {past}");
-                assert_nmse(&what, &got, &seq.expected(past, t), bound);
-                past += t;
-            }
-        }
+        prefill_then_decode(&mut be, &mut rng, d, DType::F16);
     }
     let seq = CachedSequence::new(
         &mut be,

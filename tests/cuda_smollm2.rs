@@ -19,22 +19,20 @@ use iris_models::llm::KvCacheDtype;
 
 #[test]
 fn greedy_chat_generation_on_cuda_matches_transformers() {
-    let Some(dir) = smollm2_common::model_dir("") else {
-        return;
-    };
-    let Some(backend) = cuda_common::backend() else {
-        return;
-    };
-    smollm2_common::greedy_matches_transformers(&dir, backend, KvCacheDtype::F32);
+    greedy_on_cuda(KvCacheDtype::F32);
 }
 
 #[test]
 fn greedy_chat_generation_on_cuda_with_an_f16_cache_matches_transformers() {
+    greedy_on_cuda(KvCacheDtype::F16);
+}
+
+fn greedy_on_cuda(kv_cache: KvCacheDtype) {
     let Some(dir) = smollm2_common::model_dir("") else {
         return;
     };
     let Some(backend) = cuda_common::backend() else {
         return;
     };
-    smollm2_common::greedy_matches_transformers(&dir, backend, KvCacheDtype::F16);
+    smollm2_common::greedy_matches_transformers(&dir, backend, kv_cache);
 }

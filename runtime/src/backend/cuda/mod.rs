@@ -33,6 +33,7 @@ mod ops_elementwise;
 mod ops_embedding;
 mod ops_matmul;
 mod ops_more;
+mod ops_rope;
 mod ops_rows;
 mod slot;
 mod timing;

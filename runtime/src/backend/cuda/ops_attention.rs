@@ -1,5 +1,5 @@
-//! RoPE and attention: plain attention (optional causal mask and additive mask, GQA) and
-//! cached attention, which appends the new K/V rows to the cache and attends over it.
+//! Attention: plain attention (optional causal mask and additive mask, GQA) and cached
+//! attention, which appends the new K/V rows to the cache and attends over it.
 //!
 //! Kernel choice (activations are f32; the KV cache is f32, or f16, written rounded by
 //! `kv_write_f16` and widened as loaded by the `_kvf16` entries; the f16 kernels pass the PTX
@@ -55,66 +55,6 @@ fn forced_flash_warps() -> Option<usize> {
             .ok()
             .and_then(|v| v.trim().parse().ok())
     })
-}
-
-/// `[x [B, T, H, D], positions i64 [B, T]]`, inv_freq uploaded in `table`.
-pub(super) fn rope(
-    backend: &CudaBackend,
-    half: usize,
-    table: &CudaSlot,
-    inputs: &[Operand<CudaSlot>],
-    output: &Operand<CudaSlot>,
-) -> Result<()> {
-    const OP: &str = "rope";
-    expect_inputs(OP, inputs, 2)?;
-    let (x, pos) = (&inputs[0], &inputs[1]);
-    expect_f32(OP, &[x, output])?;
-    if pos.dtype != DType::I64 {
-        return Err(unsupported(format!("rope with {} positions", pos.dtype)));
-    }
-    let d = x.shape.dims();
-    if d.len() != 4 {
-        return Err(invalid(OP, format!("x {} is not [B, T, H, D]", x.shape)));
-    }
-    expect_shape("rope positions", &Shape::new([d[0], d[1]]), &pos.shape)?;
-    expect_shape("rope output", &x.shape, &output.shape)?;
-    if 2 * half > d[3] {
-        return Err(invalid(
-            OP,
-            format!("rotary dim {} exceeds head_dim {}", 2 * half, d[3]),
-        ));
-    }
-    if table.len() < 4 * half {
-        return Err(invalid(OP, "rope table slot too small".into()));
-    }
-    check_slot(OP, "x", x)?;
-    check_slot(OP, "positions", pos)?;
-    check_slot(OP, "output", output)?;
-    let n = elements(OP, &x.shape)?;
-    if n == 0 {
-        return Ok(());
-    }
-    let table_ptr = Arg::Ptr(table.device_ptr(&backend.stream));
-    // SAFETY: rope_f32(x, pos, inv_freq, out: u64; n, heads, head_dim, half: u32) reads
-    // x[..n], pos[..n / (heads * head_dim)] (i64), inv_freq[..half] and writes out[..n];
-    // checked above.
-    unsafe {
-        launch(
-            backend,
-            "rope_f32",
-            kernels::elementwise_dims(n),
-            &[
-                ptr(backend, x),
-                ptr(backend, pos),
-                table_ptr,
-                ptr(backend, output),
-                Arg::U32(n),
-                Arg::U32(d[2] as u32),
-                Arg::U32(d[3] as u32),
-                Arg::U32(half as u32),
-            ],
-        )
-    }
 }
 
 /// Checks q [B, Tq, Hq, D] and k/v [B, Tk, Hkv, D]; returns (B, Tq, Hq, Hkv, D).

@@ -1,8 +1,8 @@
 //! `CudaBackend::execute` for every op beyond Add, RmsNorm and MatMul (`ops.rs`): the
 //! dispatch below and the launch helpers the op files share. The ops live one family per
 //! file: elementwise activations (`ops_elementwise.rs`), row kernels such as softmax, layer
-//! norm and argmax (`ops_rows.rs`), RoPE and attention, plain and over the KV cache
-//! (`ops_attention.rs`), embedding (`ops_embedding.rs`), the strided copies behind reshape,
+//! norm and argmax (`ops_rows.rs`), RoPE (`ops_rope.rs`), attention, plain and over the KV
+//! cache (`ops_attention.rs`), embedding (`ops_embedding.rs`), the strided copies behind reshape,
 //! permute, slice, concat and pixel shuffle (`ops_copy.rs`) and conv2d (`ops_conv.rs`). Each
 //! function checks its operands (count, dtypes, shapes, slot sizes) and launches the PTX
 //! kernel named in `iris_kernels::cuda`; activations are f32, weights f32, bf16 or f16.
@@ -11,12 +11,12 @@ use cudarc::driver::PushKernelArg;
 use iris_kernels::cuda::{self as kernels, LaunchDims};
 
 use super::ops::{config, dtypes, kernel_u32, launch_err, unsupported};
-pub(super) use super::ops_attention::rope;
 use super::ops_attention::{attention, cached_attention};
 use super::ops_conv::conv2d;
 use super::ops_copy::{concat, permute, pixel_shuffle, reshape, slice};
 use super::ops_elementwise::{mul, silu_mul, unary};
 use super::ops_embedding::embedding;
+pub(super) use super::ops_rope::rope;
 use super::ops_rows::{argmax, layer_norm, softmax};
 use super::{CudaBackend, CudaSlot};
 use crate::backend::Operand;
