@@ -1,7 +1,7 @@
 //! The PTX text of `attention_decode_d{D}` (see the module header and the file's header).
 
 use super::{DECODE_ROWS, DECODE_THREADS};
-use crate::cuda::flash_attention::writer::{comment_block, PtxWriter};
+use crate::cuda::flash_attention::writer::{comment_block, widen_kv_halves, PtxWriter};
 use crate::cuda::KvType;
 
 /// Sizes of one decode variant.
@@ -358,13 +358,7 @@ fn key_loop(w: &mut PtxWriter, x: &Shape) {
         );
     }
     if x.kv == KvType::F16 {
-        w.comment("widen the halves to f32 (exact; a zero stays zero)");
-        for u in 0..u_n {
-            for i in 0..4 {
-                w.op("cvt.f32.f16", &format!("%k{u}_{i}, %kh{u}_{i}"));
-                w.op("cvt.f32.f16", &format!("%v{u}_{i}, %vh{u}_{i}"));
-            }
-        }
+        widen_kv_halves(w, ("k", "v"), u_n);
     }
     w.comment("scores: float4 dot, butterfly over the group's lanes, scale, mask");
     for r in 0..r_n {

@@ -2,7 +2,7 @@
 
 use super::header::header;
 use super::mma::{pv, scores, softmax};
-use super::writer::PtxWriter;
+use super::writer::{widen_kv_halves, PtxWriter};
 use super::{flash_warps, FLASH_KEYS};
 use crate::cuda::KvType;
 
@@ -479,13 +479,7 @@ fn load_kv_tile(w: &mut PtxWriter, x: &Dims) {
             w.op(ld, &format!("{}, [%addr_v]", ld4(v, u)));
         }
         if x.kv == KvType::F16 {
-            w.comment("widen the halves to f32 (exact; a zero stays zero)");
-            for u in 0..count {
-                for i in 0..4 {
-                    w.op("cvt.f32.f16", &format!("%kx{u}_{i}, %kh{u}_{i}"));
-                    w.op("cvt.f32.f16", &format!("%vx{u}_{i}, %vh{u}_{i}"));
-                }
-            }
+            widen_kv_halves(w, ("kx", "vx"), count);
         }
         for u in 0..count {
             let st = format!("%st{u}");

@@ -47,6 +47,19 @@ impl PtxWriter {
 }
 
 /// Writes `text` as a `//` comment block (blank lines as bare `//`), framed by `//` lines.
+/// After the f16 loads of `units` K/V chunks of 4 into `%kh{u}_{i}` / `%vh{u}_{i}`: each
+/// half widened, exactly, into the f32 registers `%{k}{u}_{i}` / `%{v}{u}_{i}` (the `_kvf16`
+/// entries of the flash and decode kernels).
+pub(crate) fn widen_kv_halves(w: &mut PtxWriter, (k, v): (&str, &str), units: usize) {
+    w.comment("widen the halves to f32 (exact; a zero stays zero)");
+    for u in 0..units {
+        for i in 0..4 {
+            w.op("cvt.f32.f16", &format!("%{k}{u}_{i}, %kh{u}_{i}"));
+            w.op("cvt.f32.f16", &format!("%{v}{u}_{i}, %vh{u}_{i}"));
+        }
+    }
+}
+
 pub(crate) fn comment_block(w: &mut PtxWriter, text: &str) {
     w.raw("//");
     for line in text.lines() {
