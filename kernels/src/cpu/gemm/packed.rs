@@ -63,6 +63,15 @@ const KC_BF16: usize = 512;
 /// 2048^3 GEMM, and whole-`k` blocks ran 2048^3 and 577x4096x1024 8-11% faster and k = 576
 /// (one block, not 512 + 64) 5-9% faster (medians of 6 alternated runs).
 const KC_BF16_DOT: usize = 4096;
+/// Bytes of a row tile's bf16 `a` (one `k` block) past which the bf16 dot GEMM takes 6 x 64
+/// micro-tiles instead of 12 x 32 (a core's L2 is 1 MiB on the benchmark machine). There,
+/// alternated rounds (`iris bench kernels`, `IRIS_BF16_DOT=1`) gave 2048^3 (1.7 MB of `a`
+/// per tile) a median 950 against 923 GFLOP/s; at the k = 576 and 577x4096x1024 shapes
+/// (0.3-0.6 MB) it was 0.4-2% slower, so they keep 12 x 32. The vision towers, whose fc2
+/// GEMMs (k = 4096 / 3072) take it, measured the same within noise (medians of five
+/// alternated runs, bf16 compute: CLIP-L/14-336 542 against 553 ms, SigLIP-512 750 against
+/// 741 ms).
+const WIDE_DOT_A_BYTES: usize = 1 << 20;
 /// Most `a` panels per parallel tile: a tile's `a` block (`KC` deep) stays in L2.
 const MAX_ROW_PANELS: usize = 40;
 /// Column groups per parallel tile.
@@ -373,6 +382,11 @@ impl Job<'_> {
         let kp = self.k.next_multiple_of(2);
         let panels = self.panels(rt);
         let groups = ct * COL_GROUPS..(ct * COL_GROUPS + COL_GROUPS).min(self.n.div_ceil(NR));
+        let kc_most = KC_BF16_DOT.min(kp);
+        if self.row_panels * MR * kc_most * 2 > WIDE_DOT_A_BYTES {
+            // SAFETY: forwarded.
+            return unsafe { self.tile_dot_wide(rt, groups, apack, w) };
+        }
         for k0 in (0..kp).step_by(KC_BF16_DOT) {
             let kc = KC_BF16_DOT.min(kp - k0);
             for g in groups.clone() {
@@ -390,6 +404,67 @@ impl Job<'_> {
                         )
                     }
                 }
+            }
+        }
+    }
+
+    /// `tile_dot` with 6 x 64 micro-tiles (pairs of groups, half panels), for row tiles whose
+    /// `a` does not stay in L2: it reads `a` half as often as the 12 x 32 tile, and `w`, which
+    /// stays in L2 over the tile's panels, twice as often.
+    ///
+    /// # Safety
+    /// As `tile_dot`.
+    unsafe fn tile_dot_wide(
+        &self,
+        rt: usize,
+        groups: std::ops::Range<usize>,
+        apack: &[u16],
+        w: &[u16],
+    ) {
+        let kp = self.k.next_multiple_of(2);
+        let panels = self.panels(rt);
+        for k0 in (0..kp).step_by(KC_BF16_DOT) {
+            let kc = KC_BF16_DOT.min(kp - k0);
+            let mut g = groups.start;
+            while g < groups.end {
+                let pair = g + 1 < groups.end;
+                for panel in panels.clone() {
+                    for half in 0..2 {
+                        let mut d0 = self.dst(panel, g, k0);
+                        let rows = d0.rows.saturating_sub(6 * half).min(6);
+                        if rows == 0 {
+                            continue;
+                        }
+                        d0.out = d0.out.wrapping_add(6 * half * self.n);
+                        d0.rows = rows;
+                        let mut d1 = if pair {
+                            self.dst(panel, g + 1, k0)
+                        } else {
+                            simd::Dst {
+                                cols: 0,
+                                ..self.dst(panel, g, k0)
+                            }
+                        };
+                        d1.out = d1.out.wrapping_add(6 * half * self.n);
+                        d1.rows = if pair { rows } else { 0 };
+                        let w1g = if pair { g + 1 } else { g };
+                        // SAFETY: as in `tile_dot`; the second group is read only when it
+                        // exists (else the first again, with nothing stored).
+                        unsafe {
+                            simd::tile_bf16_dot_6x64(
+                                kc / 2,
+                                apack[(panel * MR + 6 * half) * kp + k0..].as_ptr(),
+                                kp / 2,
+                                (
+                                    w[(g * kp + k0) * NR..].as_ptr(),
+                                    w[(w1g * kp + k0) * NR..].as_ptr(),
+                                ),
+                                (&d0, &d1),
+                            )
+                        }
+                    }
+                }
+                g += 2;
             }
         }
     }
@@ -503,6 +578,11 @@ mod tests {
             // Two blocks of the bf16 dot kernel.
             (14, 35, 4099),
             (500, 70, 300),
+            // Row tiles of more than 1 MiB of bf16 `a`: the dot kernel's 6 x 64 tiles, with
+            // an odd group count (3) and a last panel of 7 rows (6 + 1).
+            (295, 70, 2100),
+            // The same over two k blocks.
+            (199, 40, 4111),
         ] {
             let a = rng.vec(m * k, -1.0, 1.0);
             let wf = rng.vec(n * k, -1.0, 1.0);

@@ -1,6 +1,7 @@
 //! AVX-512 micro-kernels of the packed GEMM (`packed.rs`): a 12 x 32 tile of `out` in 24 zmm
-//! (12 rows of `a` broadcast, 32 columns of packed `w` in two vectors), then a masked
-//! write-back that adds the bias (first `k` block) or the partial sums already in `out`.
+//! (12 rows of `a` broadcast, 32 columns of packed `w` in two vectors; the bf16 dot GEMM also
+//! has a 6 x 64 one for large row tiles), then a masked write-back that adds the bias (first
+//! `k` block) or the partial sums already in `out`.
 
 // AVX-512 intrinsics are stable since Rust 1.89.
 #![allow(clippy::incompatible_msrv)]
@@ -139,6 +140,49 @@ pub(super) unsafe fn tile_bf16_dot(k2: usize, a: *const u16, lda: usize, w: *con
             }
         }
         store(&acc, dst);
+    }
+}
+
+/// Half rows (6) of `tile_bf16_dot` over two column groups (64 columns) at once: per pair
+/// step 4 weight vectors and 6 broadcasts feed 24 `vdpbf16ps`, against 2 and 12 in the
+/// 12 x 32 tile, so `a` is read half as often and `w` twice as often.
+///
+/// # Safety
+/// As [`tile_bf16_dot`] for 6 rows of `a` and two groups `w0`, `w1` (each `2 k2 NR` u16);
+/// `dst0` / `dst1` as [`store`] with at most 6 rows.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c")]
+pub(super) unsafe fn tile_bf16_dot_6x64(
+    k2: usize,
+    a: *const u16,
+    lda: usize,
+    (w0, w1): (*const u16, *const u16),
+    (dst0, dst1): (&Dst, &Dst),
+) {
+    const HR: usize = 6;
+    let mut acc = [[_mm512_setzero_ps(); 4]; HR];
+    let a = a as *const i32;
+    // SAFETY: q < k2 keeps every read inside a's rows / w0 / w1 (caller's contract).
+    unsafe {
+        for q in 0..k2 {
+            let ws = [w0, w1].map(|w| w.add(q * 2 * NR));
+            let ws: [__m512bh; 4] = [ws[0], ws[0].add(NR), ws[1], ws[1].add(NR)].map(|p| {
+                std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p as *const _))
+            });
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let pair = a.add(r * lda + q).read_unaligned();
+                let x = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(pair));
+                for (acc, w) in acc.iter_mut().zip(ws) {
+                    *acc = _mm512_dpbf16_ps(*acc, x, w);
+                }
+            }
+        }
+        let mut half: Acc = [[_mm512_setzero_ps(); 2]; MR];
+        for (h, dst) in [dst0, dst1].into_iter().enumerate() {
+            for (r, acc) in acc.iter().enumerate() {
+                half[r] = [acc[2 * h], acc[2 * h + 1]];
+            }
+            store(&half, dst);
+        }
     }
 }
 
