@@ -171,7 +171,7 @@ impl CudaBackend {
             .alloc_zeros(ERROR_FLAG_BYTES)
             .map_err(cuda_err("allocating the device error flag"))?;
         Ok(CudaBackend {
-            modules: modules::Modules::new(max_shared),
+            modules: modules::Modules::new(),
             weights: HashMap::new(),
             states: HashMap::new(),
             inv_freqs: HashMap::new(),
@@ -225,7 +225,8 @@ impl CudaBackend {
 
     /// Kernel `kernel`, its module loaded now if this is its first launch.
     fn function(&self, kernel: &'static str) -> Result<&CudaFunction> {
-        self.modules.function(&self.ctx, &self.device_name, kernel)
+        self.modules
+            .function(&self.ctx, (&self.device_name, self.max_shared), kernel)
     }
 
     /// Reads the device error flag (after the queued work) and turns a raised flag into an

@@ -30,13 +30,10 @@ pub(super) struct Modules {
     /// Per module: its kernels once loaded, or the load error (kept, so a module that fails
     /// to load fails every launch the same way without retrying the driver).
     loaded: Vec<OnceLock<std::result::Result<HashMap<&'static str, CudaFunction>, String>>>,
-    /// Shared memory a block may use on the device: GEMM variants that need more than
-    /// 48 KiB get it when their module loads, those that need more than this stay unused.
-    max_shared: u32,
 }
 
 impl Modules {
-    pub(super) fn new(max_shared: u32) -> Self {
+    pub(super) fn new() -> Self {
         let module_of = MODULES
             .iter()
             .enumerate()
@@ -45,15 +42,17 @@ impl Modules {
         Modules {
             module_of,
             loaded: MODULES.iter().map(|_| OnceLock::new()).collect(),
-            max_shared,
         }
     }
 
     /// Kernel `kernel`, loading its module on `ctx` first if no launch needed it yet.
+    /// `max_shared`: the shared memory a block may use on the device; GEMM variants that need
+    /// more than 48 KiB get their share when their module loads, those that need more than
+    /// `max_shared` stay unused.
     pub(super) fn function(
         &self,
         ctx: &Arc<CudaContext>,
-        device_name: &str,
+        (device_name, max_shared): (&str, u32),
         kernel: &'static str,
     ) -> Result<&CudaFunction> {
         let &index = self
@@ -62,7 +61,7 @@ impl Modules {
             .ok_or_else(|| Error::Cuda(format!("no PTX module defines kernel `{kernel}`")))?;
         let module = &MODULES[index];
         let functions = self.loaded[index]
-            .get_or_init(|| self.load(ctx, device_name, module))
+            .get_or_init(|| load(ctx, (device_name, max_shared), module))
             .as_ref()
             .map_err(|message| Error::Cuda(message.clone()))?;
         functions.get(kernel).ok_or_else(|| {
@@ -77,50 +76,49 @@ impl Modules {
     pub(super) fn loaded(&self) -> usize {
         self.loaded.iter().filter(|m| m.get().is_some()).count()
     }
+}
 
-    /// Loads `module` and finds its kernels; the error message names the module and device.
-    fn load(
-        &self,
-        ctx: &Arc<CudaContext>,
-        device_name: &str,
-        module: &PtxModule,
-    ) -> std::result::Result<HashMap<&'static str, CudaFunction>, String> {
-        let loaded = ctx
-            .load_module(Ptx::from_src(module.source))
-            .map_err(|e| errors::ptx_load_message(module, device_name, e.0))?;
-        let mut functions = HashMap::new();
-        for &kernel in module.kernels {
-            let function = loaded.load_function(kernel).map_err(|e| {
+/// Loads `module` and finds its kernels; the error message names the module and device.
+fn load(
+    ctx: &Arc<CudaContext>,
+    (device_name, max_shared): (&str, u32),
+    module: &PtxModule,
+) -> std::result::Result<HashMap<&'static str, CudaFunction>, String> {
+    let loaded = ctx
+        .load_module(Ptx::from_src(module.source))
+        .map_err(|e| errors::ptx_load_message(module, device_name, e.0))?;
+    let mut functions = HashMap::new();
+    for &kernel in module.kernels {
+        let function = loaded.load_function(kernel).map_err(|e| {
+            format!(
+                "finding kernel `{kernel}` in PTX module `{}`: {e}",
+                module.name
+            )
+        })?;
+        functions.insert(kernel, function);
+    }
+    // Consumer GPUs allow less shared memory per block than an H100 (99 KiB against 227):
+    // variants beyond the device's limit stay unused instead of failing the module.
+    for (kernel, bytes) in iris_kernels::cuda::gemm_mma::dynamic_shared_kernels() {
+        let Some(function) = functions.get(kernel) else {
+            continue;
+        };
+        if bytes > max_shared {
+            continue;
+        }
+        function
+            .set_attribute(
+                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                bytes as i32,
+            )
+            .map_err(|e| {
                 format!(
-                    "finding kernel `{kernel}` in PTX module `{}`: {e}",
-                    module.name
+                    "allowing `{kernel}` {bytes} bytes of dynamic shared memory on \
+                         {device_name}: {e}"
                 )
             })?;
-            functions.insert(kernel, function);
-        }
-        // Consumer GPUs allow less shared memory per block than an H100 (99 KiB against 227):
-        // variants beyond the device's limit stay unused instead of failing the module.
-        for (kernel, bytes) in iris_kernels::cuda::gemm_mma::dynamic_shared_kernels() {
-            let Some(function) = functions.get(kernel) else {
-                continue;
-            };
-            if bytes > self.max_shared {
-                continue;
-            }
-            function
-                .set_attribute(
-                    CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    bytes as i32,
-                )
-                .map_err(|e| {
-                    format!(
-                        "allowing `{kernel}` {bytes} bytes of dynamic shared memory on \
-                         {device_name}: {e}"
-                    )
-                })?;
-        }
-        Ok(functions)
     }
+    Ok(functions)
 }
 
 #[cfg(test)]
@@ -130,7 +128,7 @@ mod tests {
     /// Every kernel name belongs to exactly one module, so a launch loads the right one.
     #[test]
     fn every_kernel_has_one_module() {
-        let modules = Modules::new(0);
+        let modules = Modules::new();
         let total: usize = MODULES.iter().map(|m| m.kernels.len()).sum();
         assert_eq!(
             modules.module_of.len(),
