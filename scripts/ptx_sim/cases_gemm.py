@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from .harness import Case, exact, Result
+from .harness import Case, elementwise_blocks, exact, Result
 from .machine import launch
 from .memory import GlobalMemory
 from .numerics import bf16_round, bf16_to_f32, f16_round, f16_to_f32, nmse
@@ -26,10 +26,6 @@ def _round8(k):
     return (k + 7) // 8 * 8
 
 
-def _elementwise_blocks(n):
-    return min(max((n + 255) // 256, 1), 2048)  # elementwise_dims / cast_dims
-
-
 def cast(rows, k, skew, blocks=None, seed=0, ty="bf16"):
     kernel = f"cast_f32_{ty}"
     round_half = HALF[ty][0]
@@ -40,7 +36,7 @@ def cast(rows, k, skew, blocks=None, seed=0, ty="bf16"):
         x = rng.uniform(-3, 3, (rows, k)).astype(np.float32)
         g = GlobalMemory()
         px, pd = g.put(x, "src", skew=skew), g.alloc(rows * ld * 2, "dst")
-        grid = blocks or _elementwise_blocks(rows * ld // 8)
+        grid = blocks or elementwise_blocks(rows * ld // 8)
         launch(src.text(kernel), kernel, (grid, 1, 1), 256,
                dict(src=px, dst=pd, rows=rows, k=k, ld=ld), g)
         want = np.zeros((rows, ld), np.uint16)
@@ -56,7 +52,7 @@ def pad(rows, k, skew, seed=0):
         w = bf16_round(rng.uniform(-3, 3, (rows, k)))
         g = GlobalMemory()
         pw, pd = g.put(w, "src", skew=skew), g.alloc(rows * ld * 2, "dst")
-        launch(src.text("pad_bf16"), "pad_bf16", (_elementwise_blocks(rows * ld // 8), 1, 1), 256,
+        launch(src.text("pad_bf16"), "pad_bf16", (elementwise_blocks(rows * ld // 8), 1, 1), 256,
                dict(src=pw, dst=pd, rows=rows, k=k, ld=ld), g)
         want = np.zeros((rows, ld), np.uint16)
         want[:, :k] = w

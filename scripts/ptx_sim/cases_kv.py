@@ -9,14 +9,10 @@ and raise the device error flag (code 2, the capacity, past_len)."""
 
 import numpy as np
 
-from .harness import Case, exact
+from .harness import Case, elementwise_blocks, exact
 from .machine import launch
 from .memory import GlobalMemory
 from .numerics import f16_round
-
-
-def _elementwise_blocks(n):
-    return min(max((n + 255) // 256, 1), 2048)  # elementwise_dims
 
 
 def kv_write(ty, b, new_len, heads, d, max_seq, past, blocks=None, seed=0):
@@ -37,7 +33,7 @@ def kv_write(ty, b, new_len, heads, d, max_seq, past, blocks=None, seed=0):
         pp = g.put(np.array([past], np.int64), "past")
         pe = g.put(np.zeros(4, np.uint32), "err", readonly=False)
         n = b * new_len * heads * d
-        launch(src.text(kernel), kernel, (blocks or _elementwise_blocks(n), 1, 1), 256,
+        launch(src.text(kernel), kernel, (blocks or elementwise_blocks(n), 1, 1), 256,
                dict(k_new_ptr=pk, v_new_ptr=pv, k_cache_ptr=pkc, v_cache_ptr=pvc, past_ptr=pp,
                     err_ptr=pe, n=n, new_len=new_len, heads=heads, head_dim=d,
                     max_seq=max_seq), g)

@@ -19,7 +19,7 @@ reference does (a last-bit flip of a polynomial cos/sin stays far below that).""
 
 import numpy as np
 
-from .harness import Case, Result, exact
+from .harness import Case, Result, elementwise_blocks, exact
 from .machine import launch
 from .memory import GlobalMemory
 from .numerics import bf16_round, bf16_to_f32, f16_to_f32, f32_bits, nmse
@@ -30,10 +30,6 @@ NMSE_CONV2D = 1e-10
 NMSE_ROPE = 1e-12
 # The kernel of each weight dtype: <op>_f32 + suffix.
 WEIGHT_SUFFIX = {"f32": "", "bf16": "_wbf16", "f16": "_wf16"}
-
-
-def _elementwise_blocks(n):
-    return min(max((n + 255) // 256, 1), 2048)  # elementwise_dims
 
 
 def stored_weight(values, weight):
@@ -102,7 +98,7 @@ def _run_rope(src, x, pos, inv_freq, skew, blocks):
     px, pp = g.put(x, "x", skew=skew), g.put(pos, "pos")
     pf = g.put(inv_freq, "inv_freq")
     po = g.alloc(x.nbytes, "out", skew=skew)
-    launch(src.text("rope_f32"), "rope_f32", (blocks or _elementwise_blocks(n), 1, 1), 256,
+    launch(src.text("rope_f32"), "rope_f32", (blocks or elementwise_blocks(n), 1, 1), 256,
            dict(x_ptr=px, pos_ptr=pp, freq_ptr=pf, out_ptr=po, n=n, heads=heads,
                 head_dim=head_dim, half=len(inv_freq)), g)
     return g.get(po, np.float32, n).reshape(x.shape)
@@ -157,7 +153,7 @@ def embedding(vocab, dim, tokens, weight, skew=(0, 0), blocks=None, bad=(), seed
         po = g.alloc(tokens * dim * 4, "out", skew=skew[1])
         pe = g.put(np.zeros(4, np.uint32), "err", readonly=False)
         n = tokens * dim
-        launch(src.text(module), module, (blocks or _elementwise_blocks(n), 1, 1), 256,
+        launch(src.text(module), module, (blocks or elementwise_blocks(n), 1, 1), 256,
                dict(ids_ptr=pi, table_ptr=pt, out_ptr=po, err_ptr=pe, n=n, dim=dim,
                     vocab=vocab), g)
         got = f32_bits(g.get(po, np.float32, n).reshape(tokens, dim))
@@ -227,7 +223,7 @@ def conv2d(n, channels, height, width, out_channels, kernel, stride, pad, weight
         px, pw_ = g.put(x, "x"), g.put(w_dev, "w")
         pb = g.put(b_dev, "bias") if bias else 0
         po = g.alloc(total * 4, "out")
-        launch(src.text(module), module, (blocks or _elementwise_blocks(total), 1, 1), 256,
+        launch(src.text(module), module, (blocks or elementwise_blocks(total), 1, 1), 256,
                dict(x_ptr=px, w_ptr=pw_, bias_ptr=pb, out_ptr=po, n=total, channels=channels,
                     height=height, width=width, out_channels=out_channels, kernel_h=kh,
                     kernel_w=kw, out_h=out_h, out_w=out_w, stride_h=sh, stride_w=sw,

@@ -57,6 +57,12 @@ class Case:
         return self.fn(sources)
 
 
+def elementwise_blocks(n):
+    """Blocks of 256 threads the backend launches an elementwise kernel over `n` items with
+    (iris_kernels::cuda::elementwise_dims: enough for one item per thread, 1 to 2048)."""
+    return min(max((n + 255) // 256, 1), 2048)
+
+
 def exact(got, want, note=""):
     """Mismatching elements, bit for bit."""
     return Result("mismatches", int((np.asarray(got) != np.asarray(want)).sum()), 0, note)
