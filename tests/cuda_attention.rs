@@ -323,6 +323,18 @@ impl CachedSequence {
         past: usize,
         t: usize,
     ) -> (Vec<f32>, Op, Vec<Operand<CudaSlot>>, Operand<CudaSlot>) {
+        let (op, ops, out) = self.operands(be, past, t);
+        let got = run(be, &op, &ops, &out);
+        (got, op, ops, out)
+    }
+
+    /// The op and operands of that step, placed on the device with `past` written.
+    fn operands(
+        &self,
+        be: &mut CudaBackend,
+        past: usize,
+        t: usize,
+    ) -> (Op, Vec<Operand<CudaSlot>>, Operand<CudaSlot>) {
         let (hq, hkv, d) = (self.hq, self.hkv, self.d);
         let rows = past..past + t;
         let q = &self.q[rows.start * hq * d..rows.end * hq * d];
@@ -352,8 +364,7 @@ impl CachedSequence {
         let op = Op::CachedAttention {
             scale: 1.0 / (d as f32).sqrt(),
         };
-        let got = run(be, &op, &ops, &out);
-        (got, op, ops, out)
+        (op, ops, out)
     }
 }
 
@@ -414,32 +425,7 @@ fn cached_attention_over_an_f16_cache_matches_reference() {
     let before = be
         .read(&seq.k_cache, DType::F16, &Shape::new([1, 4, 40, 80]))
         .unwrap();
-    let (q, k, v, out) = (
-        bf16_vec(&mut rng, 4 * 80),
-        bf16_vec(&mut rng, 4 * 80),
-        bf16_vec(&mut rng, 4 * 80),
-        vec![0.0f32; 4 * 80],
-    );
-    let mut ops = place_f32(
-        &mut be,
-        &[
-            (&q, &[1, 1, 4, 80]),
-            (&k, &[1, 1, 4, 80]),
-            (&v, &[1, 1, 4, 80]),
-            (&out, &[1, 1, 4, 80]),
-        ],
-        0,
-    );
-    let out = ops.remove(3);
-    be.write(&seq.past_slot, &Tensor::from_slice(&[20i64], [1]).unwrap())
-        .unwrap();
-    let cache_dims = [1, 4, 40, 80];
-    ops.push(operand(&seq.k_cache, DType::F16, &cache_dims));
-    ops.push(operand(&seq.v_cache, DType::F16, &cache_dims));
-    ops.push(operand(&seq.past_slot, DType::I64, &[1]));
-    let op = Op::CachedAttention {
-        scale: 1.0 / (80f32).sqrt(),
-    };
+    let (op, ops, out) = seq.operands(&mut be, 20, 1);
     let err = be.execute(&op, &ops, &out).unwrap_err().to_string();
     assert!(
         err.contains("f16 KV cache") && err.contains("head_dim 80"),
