@@ -45,7 +45,8 @@ except ImportError:
     sys.path.insert(0, target)
 
 from ptx_sim import SimError, parse_module  # noqa: E402
-from ptx_sim import cases_attention, cases_gemm, cases_kv, cases_rows, machine, mutations  # noqa: E402
+from ptx_sim import (  # noqa: E402
+    cases_attention, cases_gemm, cases_kv, cases_rows, machine, mutations)
 from ptx_sim.harness import Sources  # noqa: E402
 
 

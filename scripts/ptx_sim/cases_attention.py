@@ -8,9 +8,9 @@ within the project's bf16 bound (the rounding of P remains: NMSE about 1e-6), an
 emulation of the kernel's own rounding (bf16 P from a per-tile running max) within 1e-8, so
 that a few wrong elements fail too. Decode is f32 throughout: against f64 only the summation
 order differs, bound 1e-10. The `_kvf16` entries read K/V from f16 caches: their references
-take the f16-rounded keys and values, with the same bounds. In cache mode the cache rows beyond kv_len hold large values
-(50..60), so reading one past the visible keys shows; past < 0 or kv_len > max_kv must make
-the kernels return without writing."""
+take the f16-rounded keys and values, with the same bounds. In cache mode the cache rows
+beyond kv_len hold large values (50..60), so reading one past the visible keys shows;
+past < 0 or kv_len > max_kv must make the kernels return without writing."""
 
 import math
 

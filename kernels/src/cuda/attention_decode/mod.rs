@@ -5,8 +5,9 @@
 //! of it and of `attention_decode_combine_f32` (shared by both cache types).
 //!
 //! Decode reads the whole cache once per token, so it is memory bound: each CTA streams one
-//! chunk of keys of one kv head with 16-byte loads (8-byte for f16) and keeps every query row that reads that
-//! kv head (GQA group x query tokens, up to R) in registers, so K/V are read once per kv head.
+//! chunk of keys of one kv head with 16-byte loads (8-byte for f16) and keeps every query row
+//! that reads that kv head (GQA group x query tokens, up to R) in registers, so K/V are read
+//! once per kv head.
 //! The second kernel merges the chunks by log-sum-exp. The chunk count depends only on static
 //! shapes (batch, heads, rows, cache capacity), so a decode graph replays unchanged while the
 //! KV length (read from device memory) grows.
